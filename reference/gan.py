@@ -1,0 +1,179 @@
+"""The GAN: a generator G and a discriminator D, and the two training procedures of the primer.
+
+    G: z (B, z_size) -> x_fake (B, data_size)          an MLP
+    D: x (B, data_size) -> logit (B, 1)                an MLP; D(x) = sigmoid(logit) (WGAN: a raw score)
+
+All parameters live in one dict: "G.*" entries belong to the generator and "D.*" to the discriminator
+(layout in mlp.py). A gradient dict holds only the entries of the network being trained, and an update
+only touches the entries it has gradients for. That is how "G is frozen while D trains, and D is frozen
+while G trains" is built in, not bolted on: the frozen network's arrays are returned as the very same
+objects, bitwise unchanged.
+
+The D step (primer: "the discriminator"): G's samples are constants. D sees a real batch (label 1) and a
+fake batch (label 0), and only D's loss is backpropagated, only into D.
+
+The G step (primer: "the generator"): the loss is computed on D's output, so its gradient flows back
+through D (whose weights do not change) to D's input x_fake = G(z), and from there through G into G's
+weights.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import losses, mlp, optim
+
+
+@dataclass(frozen=True)
+class GANSpec:
+    """A GAN's architecture and loss. generator.in_size is z's size; D must output one number."""
+
+    generator: mlp.MLPSpec
+    discriminator: mlp.MLPSpec
+    loss: str = "nonsaturating"
+
+    def __post_init__(self):
+        losses.check_loss(self.loss)
+        if self.discriminator.out_size != 1:
+            raise ValueError(f"the discriminator must output 1 value, not {self.discriminator.out_size}")
+        if self.generator.out_size != self.discriminator.in_size:
+            raise ValueError(f"the generator makes samples of size {self.generator.out_size} but the "
+                             f"discriminator reads size {self.discriminator.in_size}")
+
+    @property
+    def z_size(self) -> int:
+        return self.generator.in_size
+
+    @property
+    def data_size(self) -> int:
+        return self.discriminator.in_size
+
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {**mlp.param_shapes(self.generator, "G"), **mlp.param_shapes(self.discriminator, "D")}
+
+    def to_dict(self) -> dict:
+        return {"generator": self.generator.to_dict(), "discriminator": self.discriminator.to_dict(),
+                "loss": self.loss}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "GANSpec":
+        return cls(mlp.MLPSpec.from_dict(d["generator"]), mlp.MLPSpec.from_dict(d["discriminator"]), d["loss"])
+
+
+def init_params(spec: GANSpec, seed: int) -> dict[str, np.ndarray]:
+    """Initial parameters from a seed: G's from the stream SeedSequence([seed, 0]), D's from [seed, 1]."""
+    g_rng = np.random.default_rng([seed, 0])
+    d_rng = np.random.default_rng([seed, 1])
+    return {**mlp.init_params(spec.generator, "G", g_rng), **mlp.init_params(spec.discriminator, "D", d_rng)}
+
+
+def check_params(spec: GANSpec, params: dict):
+    """Raise a clear error unless params has exactly the spec's names, shapes and a float dtype."""
+    expected = spec.param_shapes()
+    missing, extra = expected.keys() - params.keys(), params.keys() - expected.keys()
+    if missing or extra:
+        raise ValueError(f"parameters do not match the spec: missing {sorted(missing)}, unexpected {sorted(extra)}")
+    for name, shape in expected.items():
+        value = params[name]
+        if not isinstance(value, np.ndarray) or not np.issubdtype(value.dtype, np.floating):
+            raise TypeError(f"parameter {name} must be a floating-point numpy array")
+        if value.shape != shape:
+            raise ValueError(f"parameter {name} has shape {value.shape}, expected {shape}")
+
+
+def network(params: dict, prefix: str) -> dict:
+    """The entries of one network ("G" or "D")."""
+    return {k: v for k, v in params.items() if k.startswith(prefix + ".")}
+
+
+# ----- Forward passes -----
+
+def generate(spec: GANSpec, params: dict, z):
+    """x_fake = G(z): (B, z_size) -> (B, data_size)."""
+    mlp.check_input(z, spec.z_size, "z")
+    return mlp.forward(spec.generator, params, "G", z)[0]
+
+
+def discriminate(spec: GANSpec, params: dict, x):
+    """D's logits (or critic scores): (B, data_size) -> (B, 1)."""
+    mlp.check_input(x, spec.data_size, "x")
+    return mlp.forward(spec.discriminator, params, "D", x)[0]
+
+
+# ----- The D step and the G step: loss and gradients -----
+
+@dataclass
+class StepStats:
+    """What one D or G step saw: D's outputs on the real and fake batches (real_out is None in a G step)."""
+
+    loss: float
+    real_out: np.ndarray | None
+    fake_out: np.ndarray
+    grad_norm: float  # the L2 norm of the whole gradient of the network being trained
+
+
+def global_norm(grads: dict) -> float:
+    """sqrt(sum of squares of every gradient entry)."""
+    return float(np.sqrt(sum(np.sum(g * g) for g in grads.values())))
+
+
+def d_loss_and_grads(spec: GANSpec, params: dict, x_real, z):
+    """D's loss on a real batch and on G(z), and its gradient with respect to D's parameters only.
+
+    x_fake = G(z) is computed and then treated as a constant: nothing is backpropagated into G.
+    Returns (grads_D, stats).
+    """
+    mlp.check_input(x_real, spec.data_size, "x_real")
+    mlp.check_input(z, spec.z_size, "z")
+    x_fake, _ = mlp.forward(spec.generator, params, "G", z)  # (B, data_size), a constant from here on
+    real_out, real_cache = mlp.forward(spec.discriminator, params, "D", x_real)  # (B_real, 1)
+    fake_out, fake_cache = mlp.forward(spec.discriminator, params, "D", x_fake)  # (B_fake, 1)
+    loss, grad_real_out, grad_fake_out = losses.d_loss(spec.loss, real_out, fake_out)
+    _, grads_from_real = mlp.backward(spec.discriminator, params, "D", real_cache, grad_real_out)
+    _, grads_from_fake = mlp.backward(spec.discriminator, params, "D", fake_cache, grad_fake_out)
+    grads = {k: grads_from_real[k] + grads_from_fake[k] for k in grads_from_real}  # the loss is a sum of both
+    return grads, StepStats(loss, real_out, fake_out, global_norm(grads))
+
+
+def g_loss_and_grads(spec: GANSpec, params: dict, z):
+    """G's loss on D(G(z)) and its gradient with respect to G's parameters only.
+
+    The gradient passes through D to D's input (D's own parameter gradients are computed by the
+    backward pass but thrown away: D is frozen), then through G.
+    Returns (grads_G, stats).
+    """
+    mlp.check_input(z, spec.z_size, "z")
+    x_fake, g_cache = mlp.forward(spec.generator, params, "G", z)  # (B, data_size)
+    fake_out, d_cache = mlp.forward(spec.discriminator, params, "D", x_fake)  # (B, 1)
+    loss, grad_fake_out = losses.g_loss(spec.loss, fake_out)
+    grad_x_fake, _ = mlp.backward(spec.discriminator, params, "D", d_cache, grad_fake_out)  # (B, data_size)
+    _, grads = mlp.backward(spec.generator, params, "G", g_cache, grad_x_fake)
+    return grads, StepStats(loss, None, fake_out, global_norm(grads))
+
+
+# ----- Updates: pure functions of (params, optimizer state, data) -----
+
+def clip_weights(params: dict, clip_value: float) -> dict:
+    """WGAN's weight clipping: every critic parameter (weights and biases) clamped to [-c, c]."""
+    return {k: np.clip(v, -clip_value, clip_value) for k, v in params.items()}
+
+
+def d_update(spec: GANSpec, opt: optim.OptimizerSpec, params: dict, opt_state: dict, x_real, z,
+             clip_value: float | None = None):
+    """One D step: gradient, optimizer update of D's parameters, then clipping if asked.
+
+    A pure function: returns (new_params, new_opt_state, stats); G's entries are passed through as the
+    same objects. Unrolled GANs call this repeatedly to look ahead at future versions of D.
+    """
+    grads, stats = d_loss_and_grads(spec, params, x_real, z)
+    new_d, new_state = optim.step(opt, network(params, "D"), grads, opt_state)
+    if clip_value is not None:
+        new_d = clip_weights(new_d, clip_value)
+    return {**params, **new_d}, new_state, stats
+
+
+def g_update(spec: GANSpec, opt: optim.OptimizerSpec, params: dict, opt_state: dict, z):
+    """One G step: gradient through D into G, optimizer update of G's parameters only."""
+    grads, stats = g_loss_and_grads(spec, params, z)
+    new_g, new_state = optim.step(opt, network(params, "G"), grads, opt_state)
+    return {**params, **new_g}, new_state, stats
