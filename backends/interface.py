@@ -1,0 +1,204 @@
+"""The interface every ganspec backend implements (the reference's own adapter is the first).
+
+A backend is a stateful object holding one GAN (parameters of G and D, both optimizers' states and the
+number of completed rounds) in whatever form its framework likes: torch tensors on a device, JAX
+pytrees, CuPy arrays. Everything that crosses the interface is NumPy, in the reference's interchange
+format (reference/mlp.py for parameters, reference/optim.py for optimizer state), so a trainer, a
+checkpoint and the conformance suite never need to know which framework is underneath.
+
+Conventions:
+- Arrays handed in are NumPy (any float dtype; the backend casts them to its own dtype).
+  Arrays handed out are NumPy float64 for parameters/optimizer state, and of the backend's dtype otherwise.
+- All randomness is an input. Nothing in this interface draws random numbers except `init`, which uses
+  the reference's documented initialisation so that every backend starts from the same parameters.
+- Losses are means over the batch; gradients are those of exactly the loss reported.
+- `d_grads` and `g_grads` return the gradients of the D step and the G step *without* changing anything;
+  `train_step` performs one round (k D updates, then m G updates) and changes the state.
+
+Hot loop: `train_step` takes StepInputs (NumPy) and returns StepMetrics (Python floats), which costs a
+host/device round trip per round. The shared trainer therefore uses `set_data` once (the training set
+moves to the device) and then `train_rounds` on chunks of rounds: the random draws of a whole chunk
+(row indices into the data and the noise) go to the device in one transfer, and metrics come back once
+per chunk. The default implementations below are correct for any backend; accelerator backends
+override them for speed, and must give the same results as calling `train_step` round by round.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import ClassVar
+
+import numpy as np
+
+from reference import gan, losses, optim
+from reference.train import StepInputs, StepMetrics, TrainConfig, TrainState, train_step
+
+DTYPES = ("float64", "float32")
+
+
+class Backend(abc.ABC):
+    """One GAN, trained by one framework. Construct, then `init(seed)` or `load_state(...)`."""
+
+    name: ClassVar[str]  # "reference", "torch", "jax", "cupy", or a third party's name
+
+    def __init__(self, config: TrainConfig, *, dtype: str = "float64", device: str | None = None):
+        if dtype not in DTYPES:
+            raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
+        self.config = config
+        self.dtype = dtype
+        self.device = device
+
+    # ----- state in and out (interchange format) -----
+
+    def init(self, seed: int) -> None:
+        """Parameters from reference.gan.init_params(spec, seed), fresh optimizer states, step 0."""
+        params = gan.init_params(self.config.spec, seed)
+        self.load_state(params,
+                        optim.init_state(self.config.d_optimizer, gan.network(params, "D")),
+                        optim.init_state(self.config.g_optimizer, gan.network(params, "G")),
+                        step=0)
+
+    @abc.abstractmethod
+    def load_state(self, params: dict, d_opt_state: dict, g_opt_state: dict, step: int) -> None:
+        """Replace the whole training state. Must validate names and shapes (gan.check_params)."""
+
+    @abc.abstractmethod
+    def export_params(self) -> dict[str, np.ndarray]:
+        """All parameters, "G.*" then "D.*", in interchange order and layout, as float64 NumPy arrays."""
+
+    @abc.abstractmethod
+    def export_optimizer_state(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """(D's optimizer state, G's optimizer state) in the interchange format, float64."""
+
+    @property
+    @abc.abstractmethod
+    def step(self) -> int:
+        """The number of completed rounds."""
+
+    # ----- forward passes -----
+
+    @abc.abstractmethod
+    def generate(self, z: np.ndarray) -> np.ndarray:
+        """G(z): (B, z_size) -> (B, data_size)."""
+
+    @abc.abstractmethod
+    def discriminate(self, x: np.ndarray) -> np.ndarray:
+        """D's logits (WGAN: critic scores): (B, data_size) -> (B, 1)."""
+
+    # ----- losses on D's outputs, with gradients with respect to those outputs -----
+
+    @abc.abstractmethod
+    def d_loss(self, real_out: np.ndarray, fake_out: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+        """(D's loss, dL/d real_out, dL/d fake_out) for the configured loss kind."""
+
+    @abc.abstractmethod
+    def g_loss(self, fake_out: np.ndarray) -> tuple[float, np.ndarray]:
+        """(G's loss, dL/d fake_out) for the configured loss kind."""
+
+    # ----- the D step and the G step, without updating -----
+
+    @abc.abstractmethod
+    def d_grads(self, x_real: np.ndarray, z: np.ndarray) -> tuple[float, dict[str, np.ndarray]]:
+        """D's loss and its gradient for every "D.*" parameter (interchange layout, float64)."""
+
+    @abc.abstractmethod
+    def g_grads(self, z: np.ndarray) -> tuple[float, dict[str, np.ndarray]]:
+        """G's loss and its gradient for every "G.*" parameter (interchange layout, float64)."""
+
+    # ----- training -----
+
+    @abc.abstractmethod
+    def train_step(self, inputs: StepInputs) -> StepMetrics:
+        """One round: k D updates (clipping after each when configured), then m G updates."""
+
+    def set_data(self, data: np.ndarray) -> None:
+        """Keep the training set (N, data_size) where the backend computes, for `train_rounds`."""
+        self._data = np.asarray(data)
+
+    def train_rounds(self, index: np.ndarray, z_d: np.ndarray, z_g: np.ndarray) -> list[StepMetrics]:
+        """Run len(index) rounds on the data given to `set_data`.
+
+        index: (n, k, B) integer rows of the data; round r's real batches are data[index[r]].
+        z_d:   (n, k, B, z_size);  z_g: (n, m, B, z_size).
+        Returns one StepMetrics per round; equal to calling train_step round by round.
+        """
+        data = getattr(self, "_data", None)
+        if data is None:
+            raise RuntimeError("call set_data(data) before train_rounds")
+        return [self.train_step(StepInputs(data[index[r]], z_d[r], z_g[r])) for r in range(len(index))]
+
+
+class ReferenceBackend(Backend):
+    """The NumPy reference behind the interface: the oracle the others are held to.
+
+    dtype "float32" runs the very same reference code on float32 arrays; the conformance suite uses it
+    to tell whether a float32 backend's error is the backend's or float32's own.
+    """
+
+    name = "reference"
+
+    def __init__(self, config: TrainConfig, *, dtype: str = "float64", device: str | None = None):
+        super().__init__(config, dtype=dtype, device=device)
+        if device not in (None, "cpu"):
+            raise ValueError(f"the reference backend runs on the CPU only, not {device!r}")
+        self._np_dtype = np.dtype(dtype)
+        self._state = None
+
+    def _cast(self, mapping: dict) -> dict:
+        return {k: np.asarray(v, dtype=self._np_dtype) for k, v in mapping.items()}
+
+    def _array(self, x) -> np.ndarray:
+        return np.asarray(x, dtype=self._np_dtype)
+
+    def _require_state(self):
+        if self._state is None:
+            raise RuntimeError("the backend has no state yet: call init(seed) or load_state(...) first")
+        return self._state
+
+    def load_state(self, params, d_opt_state, g_opt_state, step):
+        gan.check_params(self.config.spec, params)
+        for what, opt, state, net in [("D", self.config.d_optimizer, d_opt_state, "D"),
+                                      ("G", self.config.g_optimizer, g_opt_state, "G")]:
+            expected = set(optim.state_names(opt, gan.network(params, net)))
+            if set(state) != expected:
+                raise ValueError(f"{what} optimizer state does not match the config: missing "
+                                 f"{sorted(expected - set(state))}, unexpected {sorted(set(state) - expected)}")
+        self._state = TrainState(self._cast(params), self._cast(d_opt_state), self._cast(g_opt_state), int(step))
+
+    def export_params(self):
+        return {k: np.asarray(v, dtype=np.float64) for k, v in self._require_state().params.items()}
+
+    def export_optimizer_state(self):
+        state = self._require_state()
+        as64 = lambda d: {k: np.asarray(v, dtype=np.float64) for k, v in d.items()}  # noqa: E731
+        return as64(state.d_opt_state), as64(state.g_opt_state)
+
+    @property
+    def step(self):
+        return self._require_state().step
+
+    def generate(self, z):
+        return gan.generate(self.config.spec, self._require_state().params, self._array(z))
+
+    def discriminate(self, x):
+        return gan.discriminate(self.config.spec, self._require_state().params, self._array(x))
+
+    def d_loss(self, real_out, fake_out):
+        return losses.d_loss(self.config.spec.loss, self._array(real_out), self._array(fake_out))
+
+    def g_loss(self, fake_out):
+        return losses.g_loss(self.config.spec.loss, self._array(fake_out))
+
+    def d_grads(self, x_real, z):
+        grads, stats = gan.d_loss_and_grads(self.config.spec, self._require_state().params,
+                                            self._array(x_real), self._array(z))
+        return stats.loss, {k: v.astype(np.float64) for k, v in grads.items()}
+
+    def g_grads(self, z):
+        grads, stats = gan.g_loss_and_grads(self.config.spec, self._require_state().params, self._array(z))
+        return stats.loss, {k: v.astype(np.float64) for k, v in grads.items()}
+
+    def train_step(self, inputs):
+        cast = StepInputs(self._array(inputs.real), self._array(inputs.z_d), self._array(inputs.z_g))
+        self._state, metrics = train_step(self.config, self._require_state(), cast)
+        return metrics
