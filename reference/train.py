@@ -82,7 +82,8 @@ class StepInputs:
                                    ("z_g", self.z_g, (m, None, spec.z_size))]:
             if not isinstance(array, np.ndarray) or not np.issubdtype(array.dtype, np.floating):
                 raise TypeError(f"StepInputs.{what} must be a floating-point numpy array")
-            if array.ndim != 3 or any(want is not None and got != want for got, want in zip(array.shape, shape)):
+            wrong_size = any(want is not None and got != want for got, want in zip(array.shape, shape, strict=False))
+            if array.ndim != 3 or wrong_size:
                 raise ValueError(f"StepInputs.{what} must have shape {shape} (None: any batch size), "
                                  f"got {array.shape}")
             if array.shape[1] == 0:
