@@ -1,0 +1,373 @@
+"""The JAX backend: pure functions, jax.grad, optax, one jit-compiled training round, lax.scan over rounds.
+
+State lives on the device as a pytree (`Carry`): G's and D's parameters as dicts in the interchange
+layout, both optax states, and both optimizers' step counts. Three compiled programs do all the work:
+
+    train_step    one round (k D updates, then m G updates), each update inside lax.scan, as one program;
+    train_rounds  lax.scan of that round over a chunk of rounds, real batches gathered on the device from
+                  the data given to set_data; metrics come back as one (n, 7) array per chunk;
+    the forward passes and gradient queries of the interface, each its own small program.
+
+Recompilation: a jitted program is traced again for every new input shape. train_rounds therefore runs a
+chunk of n rounds as scans of power-of-two lengths (n = 100 runs as 64 + 32 + 4), so however the caller
+sizes its chunks, at most floor(log2(longest chunk)) + 1 scan programs are ever compiled. `traces` counts
+how often each program's Python body ran (that is, was traced); tests hold it constant over a run.
+
+Numbers: dtype "float64" runs with jax_enable_x64 switched on only inside this backend's own calls
+(`jax.enable_x64` as a context manager), so nothing leaks into the caller's JAX. "float32" uses full-
+precision matrix products (no TF32 on GPUs), so it is float32 in earnest. "bfloat16" (a JAX-only extra) is
+mixed precision: float32 master parameters and optimizer states, bfloat16 matrix products, losses and
+metrics in float32; its arrays handed out are float32.
+
+Scale: `device` may name several devices ("all", "cpu:all", "gpu:all"): the batch is then sharded over a
+1-D mesh of them (axis "data") and the parameters are replicated; XLA inserts the reductions, so the
+result is the one-device result up to the order of summation.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from backends.interface import Backend
+from reference import gan, mlp
+from reference.train import StepInputs, StepMetrics, TrainConfig
+
+from . import optimizers
+from .nets import Nets
+
+DTYPES = ("float64", "float32", "bfloat16")
+METRICS = ("d_loss", "d_acc_real", "d_acc_fake", "critic_gap", "d_grad_norm", "g_loss", "g_grad_norm")
+
+
+class Carry(NamedTuple):
+    """Everything a training round changes, as one pytree."""
+
+    g: dict  # "G.*" parameters
+    d: dict  # "D.*" parameters
+    d_opt: object  # optax state of D's optimizer
+    g_opt: object  # optax state of G's optimizer
+    d_count: jax.Array  # int32: D updates applied (the interchange "step" of D's optimizer)
+    g_count: jax.Array  # int32: G updates applied
+
+
+def resolve_devices(device: str | None) -> list:
+    """The JAX devices a `device` string names.
+
+    None: JAX's default device.  "cpu", "gpu" (or "cuda"), "tpu": that platform's first device.
+    "gpu:1": one device by index.  "cpu:all", "gpu:all": every device of the platform (data parallel).
+    "all": every device of JAX's default platform.
+    """
+    if device is None:
+        return jax.devices()[:1]
+    if not isinstance(device, str):
+        raise TypeError(f"device must be a string such as 'cpu', 'gpu:0' or 'gpu:all', got {device!r}")
+    platform, _, which = device.strip().lower().partition(":")
+    if platform == "all" and not which:
+        return jax.devices()
+    platform = {"cuda": "gpu"}.get(platform, platform)
+    try:
+        found = jax.devices(platform)
+    except RuntimeError as error:
+        raise ValueError(f"JAX has no {platform!r} device here ({error}); available: "
+                         f"{', '.join(sorted({d.platform for d in jax.devices()}))}") from None
+    if which == "":
+        return found[:1]
+    if which == "all":
+        return found
+    if not which.isdigit() or int(which) >= len(found):
+        raise ValueError(f"device {device!r}: the index must be 0..{len(found) - 1} or 'all'")
+    return [found[int(which)]]
+
+
+def _scoped(method):
+    """Run a method with jax_enable_x64 set for this backend's dtype, and restored afterwards."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with jax.enable_x64(self._x64):
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
+
+def _pieces(n: int) -> list[int]:
+    """n as a sum of distinct powers of two, largest first: the scan lengths that make up a chunk."""
+    return [1 << bit for bit in reversed(range(n.bit_length())) if n >> bit & 1]
+
+
+class JaxBackend(Backend):
+    """One GAN trained with JAX and optax. dtype: "float64" (conformance), "float32", "bfloat16"."""
+
+    name = "jax"
+
+    def __init__(self, config: TrainConfig, *, dtype: str = "float64", device: str | None = None):
+        if dtype not in DTYPES:
+            raise ValueError(f"unknown dtype {dtype!r}; the jax backend offers {', '.join(DTYPES)}")
+        super().__init__(config, dtype="float32" if dtype == "bfloat16" else dtype, device=device)
+        self.dtype = dtype
+        self._x64 = dtype == "float64"
+        self._np_dtype = np.dtype(np.float64 if self._x64 else np.float32)  # storage: params, states, inputs
+        self.devices = resolve_devices(device)
+        self.mesh = Mesh(np.array(self.devices), ("data",))
+        self._replicated = NamedSharding(self.mesh, P())
+        bf16 = dtype == "bfloat16"
+        self._nets = Nets(config.spec, compute_dtype=jnp.bfloat16 if bf16 else None,
+                          precision=jax.lax.Precision.DEFAULT if bf16 else jax.lax.Precision.HIGHEST)
+        self._d_tx = optimizers.make(config.d_optimizer)
+        self._g_tx = optimizers.make(config.g_optimizer)
+        self._g_names = list(mlp.param_shapes(config.spec.generator, "G"))
+        self._d_names = list(mlp.param_shapes(config.spec.discriminator, "D"))
+        self._carry: Carry | None = None
+        self._step = 0
+        self._data = None
+        self.traces: collections.Counter = collections.Counter()  # program name -> times traced
+
+        nets, rep = self._nets, self._replicated
+        self._generate_jit = jax.jit(nets.generate)
+        self._discriminate_jit = jax.jit(nets.discriminate)
+        self._d_loss_jit = jax.jit(jax.value_and_grad(nets.d_loss, argnums=(0, 1)))
+        self._g_loss_jit = jax.jit(jax.value_and_grad(nets.g_loss))
+        self._d_grads_jit = jax.jit(lambda c, x, z: nets.d_value_and_grad(c.d, c.g, x, z))
+        self._g_grads_jit = jax.jit(lambda c, z: nets.g_value_and_grad(c.g, c.d, z))
+        self._round_jit = jax.jit(self._traced_round, donate_argnums=0, out_shardings=rep)
+        self._rounds_jit = jax.jit(self._traced_rounds, donate_argnums=0, out_shardings=rep)
+
+    # ----- the compiled training programs (pure functions of the carry) -----
+
+    def _d_update(self, c: Carry, batch):
+        x_real, z = batch
+        (loss, (real_out, fake_out)), grads = self._nets.d_value_and_grad(c.d, c.g, x_real, z)
+        updates, d_opt = self._d_tx.update(grads, c.d_opt, c.d)
+        d = optax.apply_updates(c.d, updates)
+        if self.config.clip_value is not None:  # WGAN: every critic parameter into [-c, c]
+            clip = self.config.clip_value
+            d = jax.tree.map(lambda p: jnp.clip(p, -clip, clip), d)
+        metrics = [loss, jnp.mean(real_out > 0), jnp.mean(fake_out < 0),
+                   jnp.mean(real_out) - jnp.mean(fake_out), optax.global_norm(grads)]
+        return c._replace(d=d, d_opt=d_opt, d_count=c.d_count + 1), self._stack(metrics)
+
+    def _g_update(self, c: Carry, z):
+        (loss, _), grads = self._nets.g_value_and_grad(c.g, c.d, z)
+        updates, g_opt = self._g_tx.update(grads, c.g_opt, c.g)
+        g = optax.apply_updates(c.g, updates)
+        return c._replace(g=g, g_opt=g_opt, g_count=c.g_count + 1), self._stack([loss, optax.global_norm(grads)])
+
+    def _stack(self, values):
+        return jnp.stack([jnp.asarray(v, dtype=self._np_dtype) for v in values])
+
+    def _round(self, c: Carry, real, z_d, z_g):
+        """k D updates (G frozen), then m G updates (D frozen). Returns (carry, the 7 METRICS)."""
+        real = self._constrain(real, P(None, "data", None))
+        c, d_metrics = jax.lax.scan(self._d_update, c, (real, z_d))
+        c, g_metrics = jax.lax.scan(self._g_update, c, z_g)
+        return c, jnp.concatenate([d_metrics[-1], g_metrics[-1]])  # figures of the last D and last G update
+
+    def _traced_round(self, c, real, z_d, z_g):
+        self.traces["train_step"] += 1  # runs only while JAX traces
+        return self._round(c, real, z_d, z_g)
+
+    def _traced_rounds(self, c, data, index, z_d, z_g):
+        self.traces["train_rounds"] += 1  # runs only while JAX traces: once per distinct scan length
+
+        def one_round(carry, xs):
+            idx, zd, zg = xs
+            return self._round(carry, jnp.take(data, idx, axis=0), zd, zg)  # real batches: (k, B, data_size)
+
+        return jax.lax.scan(one_round, c, (index, z_d, z_g))
+
+    def _constrain(self, x, spec):
+        if len(self.devices) == 1:
+            return x
+        return jax.lax.with_sharding_constraint(x, NamedSharding(self.mesh, spec))
+
+    # ----- moving arrays in and out -----
+
+    def _require(self) -> Carry:
+        if self._carry is None:
+            raise RuntimeError("the backend has no state yet: call init(seed) or load_state(...) first")
+        return self._carry
+
+    def _put_batch(self, x: np.ndarray, axis: int, *, strict: bool = False, dtype=None):
+        """x on the mesh, split along `axis` (the batch) over the devices when it divides evenly."""
+        x = np.asarray(x, dtype=dtype or self._np_dtype)
+        n = len(self.devices)
+        if n > 1 and x.shape[axis] % n == 0:
+            spec = [None] * x.ndim
+            spec[axis] = "data"
+            return jax.device_put(x, NamedSharding(self.mesh, P(*spec)))
+        if n > 1 and strict:
+            raise ValueError(f"batch size {x.shape[axis]} does not divide evenly over the {n} devices of the "
+                             f"data-parallel mesh; use a multiple of {n}")
+        return jax.device_put(x, self._replicated)
+
+    def _ordered64(self, tree: dict, names) -> dict[str, np.ndarray]:
+        host = jax.device_get(tree)
+        return {name: np.array(host[name], dtype=np.float64) for name in names}
+
+    # ----- state in and out -----
+
+    @_scoped
+    def load_state(self, params, d_opt_state, g_opt_state, step):
+        spec = self.config.spec
+        gan.check_params(spec, params)
+        for name, value in params.items():
+            if not np.all(np.isfinite(value)):
+                raise ValueError(f"parameter {name} contains NaN or Inf")
+        if isinstance(step, bool) or not isinstance(step, int | np.integer) or step < 0:
+            raise ValueError(f"step must be a non-negative int, got {step!r}")
+        g_shapes, d_shapes = mlp.param_shapes(spec.generator, "G"), mlp.param_shapes(spec.discriminator, "D")
+        optimizers.check_state(self.config.d_optimizer, d_opt_state, d_shapes, "D")
+        optimizers.check_state(self.config.g_optimizer, g_opt_state, g_shapes, "G")
+        g = {k: jnp.asarray(np.asarray(params[k], dtype=self._np_dtype)) for k in g_shapes}
+        d = {k: jnp.asarray(np.asarray(params[k], dtype=self._np_dtype)) for k in d_shapes}
+        d_opt, d_count = optimizers.import_state(self.config.d_optimizer, self._d_tx, d, d_opt_state, self._np_dtype)
+        g_opt, g_count = optimizers.import_state(self.config.g_optimizer, self._g_tx, g, g_opt_state, self._np_dtype)
+        self._carry = jax.device_put(Carry(g, d, d_opt, g_opt, d_count, g_count), self._replicated)
+        self._step = int(step)
+
+    @_scoped
+    def export_params(self):
+        c = self._require()
+        return {**self._ordered64(c.g, self._g_names), **self._ordered64(c.d, self._d_names)}
+
+    @_scoped
+    def export_optimizer_state(self):
+        c = jax.device_get(self._require())
+        return (optimizers.export_state(self.config.d_optimizer, c.d_opt, c.d_count, self._d_names),
+                optimizers.export_state(self.config.g_optimizer, c.g_opt, c.g_count, self._g_names))
+
+    @property
+    def step(self):
+        self._require()
+        return self._step
+
+    # ----- forward passes, losses and gradients (nothing changes) -----
+
+    @_scoped
+    def generate(self, z):
+        mlp.check_input(z, self.config.spec.z_size, "z")
+        return np.asarray(self._generate_jit(self._require().g, self._put_batch(z, 0)), dtype=self._np_dtype)
+
+    @_scoped
+    def discriminate(self, x):
+        mlp.check_input(x, self.config.spec.data_size, "x")
+        return np.asarray(self._discriminate_jit(self._require().d, self._put_batch(x, 0)), dtype=self._np_dtype)
+
+    @staticmethod
+    def _check_outputs(out, what):
+        if not isinstance(out, np.ndarray) or not np.issubdtype(out.dtype, np.floating):
+            raise TypeError(f"{what} must be a floating-point numpy array")
+        if out.ndim != 2 or out.shape[1] != 1 or out.shape[0] == 0:
+            raise ValueError(f"{what} must have shape (batch > 0, 1), got {out.shape}")
+
+    @_scoped
+    def d_loss(self, real_out, fake_out):
+        self._check_outputs(real_out, "real_out")
+        self._check_outputs(fake_out, "fake_out")
+        loss, (grad_real, grad_fake) = self._d_loss_jit(self._put_batch(real_out, 0), self._put_batch(fake_out, 0))
+        return float(loss), np.asarray(grad_real, dtype=self._np_dtype), np.asarray(grad_fake, dtype=self._np_dtype)
+
+    @_scoped
+    def g_loss(self, fake_out):
+        self._check_outputs(fake_out, "fake_out")
+        loss, grad = self._g_loss_jit(self._put_batch(fake_out, 0))
+        return float(loss), np.asarray(grad, dtype=self._np_dtype)
+
+    @_scoped
+    def d_grads(self, x_real, z):
+        mlp.check_input(x_real, self.config.spec.data_size, "x_real")
+        mlp.check_input(z, self.config.spec.z_size, "z")
+        (loss, _), grads = self._d_grads_jit(self._require(), self._put_batch(x_real, 0), self._put_batch(z, 0))
+        return float(loss), self._ordered64(grads, self._d_names)
+
+    @_scoped
+    def g_grads(self, z):
+        mlp.check_input(z, self.config.spec.z_size, "z")
+        (loss, _), grads = self._g_grads_jit(self._require(), self._put_batch(z, 0))
+        return float(loss), self._ordered64(grads, self._g_names)
+
+    # ----- training -----
+
+    def _metrics(self, table: np.ndarray) -> list[StepMetrics]:
+        """StepMetrics from an (n, 7) array of METRICS, for the n rounds after self._step."""
+        wgan = self.config.spec.loss == "wasserstein"
+        nan = float("nan")
+        out = []
+        for r, row in enumerate(np.asarray(table, dtype=np.float64)):
+            v = dict(zip(METRICS, map(float, row), strict=True))
+            out.append(StepMetrics(step=self._step + r + 1, d_loss=v["d_loss"], g_loss=v["g_loss"],
+                                   d_acc_real=nan if wgan else v["d_acc_real"],
+                                   d_acc_fake=nan if wgan else v["d_acc_fake"],
+                                   critic_gap=v["critic_gap"] if wgan else nan,
+                                   d_grad_norm=v["d_grad_norm"], g_grad_norm=v["g_grad_norm"]))
+        return out
+
+    @_scoped
+    def train_step(self, inputs: StepInputs) -> StepMetrics:
+        if not isinstance(inputs, StepInputs):
+            raise TypeError(f"train_step takes StepInputs, got {type(inputs).__name__}")
+        inputs.check(self.config)
+        carry = self._require()
+        real, z_d, z_g = (self._put_batch(a, 1, strict=True) for a in (inputs.real, inputs.z_d, inputs.z_g))
+        self._carry, metrics = self._round_jit(carry, real, z_d, z_g)
+        [result] = self._metrics(np.asarray(metrics)[None])
+        self._step += 1
+        return result
+
+    @_scoped
+    def set_data(self, data: np.ndarray) -> None:
+        """Put the training set (N, data_size) on the device(s), replicated, for train_rounds."""
+        mlp.check_input(data, self.config.spec.data_size, "data")
+        self._data = jax.device_put(np.asarray(data, dtype=self._np_dtype), self._replicated)
+
+    def _check_chunk(self, index, z_d, z_g) -> int:
+        cfg, spec = self.config, self.config.spec
+        if not isinstance(index, np.ndarray) or not np.issubdtype(index.dtype, np.integer):
+            raise TypeError("index must be an integer numpy array of shape (n, d_steps, batch)")
+        if index.ndim != 3 or index.shape[1] != cfg.d_steps or index.shape[2] == 0:
+            raise ValueError(f"index must have shape (n, {cfg.d_steps}, batch > 0), got {index.shape}")
+        n, _, batch = index.shape
+        for what, array, shape in [("z_d", z_d, (n, cfg.d_steps, batch, spec.z_size)),
+                                   ("z_g", z_g, (n, cfg.g_steps, batch, spec.z_size))]:
+            if not isinstance(array, np.ndarray) or not np.issubdtype(array.dtype, np.floating):
+                raise TypeError(f"{what} must be a floating-point numpy array")
+            if array.shape != shape:
+                raise ValueError(f"{what} must have shape {shape}, got {array.shape}")
+            if not np.all(np.isfinite(array)):
+                raise ValueError(f"{what} contains NaN or Inf")
+        rows = self._data.shape[0]
+        if n and (index.min() < 0 or index.max() >= rows):
+            raise ValueError(f"index holds rows outside the data's 0..{rows - 1} "
+                             f"(min {index.min()}, max {index.max()})")
+        return n
+
+    @_scoped
+    def train_rounds(self, index: np.ndarray, z_d: np.ndarray, z_g: np.ndarray) -> list[StepMetrics]:
+        if self._data is None:
+            raise RuntimeError("call set_data(data) before train_rounds")
+        carry = self._require()
+        n = self._check_chunk(index, z_d, z_g)
+        tables, start = [], 0
+        for length in _pieces(n):  # power-of-two scans: a bounded number of compiled programs
+            part = slice(start, start + length)
+            carry, table = self._rounds_jit(carry, self._data,
+                                            self._put_batch(index[part], 2, strict=True, dtype=np.int32),
+                                            self._put_batch(z_d[part], 2, strict=True),
+                                            self._put_batch(z_g[part], 2, strict=True))
+            tables.append(table)
+            start += length
+        self._carry = carry
+        if not tables:
+            return []
+        metrics = self._metrics(np.concatenate(jax.device_get(tables)))  # one transfer per chunk
+        self._step += n
+        return metrics
