@@ -1,0 +1,409 @@
+"""The PyTorch backend: torch.nn networks, autograd, torch.optim, optional torch.compile, bf16 autocast and DDP.
+
+One round of training (reference/train.py) is k D updates then m G updates:
+
+    D update: x_fake = G(z) under torch.no_grad() (G's output is a constant: no graph, no gradient into G),
+              D reads the real and the fake batch in one forward pass, loss.backward() fills D's .grad only,
+              D's optimizer steps, then every D parameter is clamped to [-c, c] when clip_value is set.
+    G update: D's parameters are frozen (requires_grad False) for the duration, so backward flows through
+              D into x_fake = G(z) and G's parameters, D accumulates nothing and D's optimizer never steps:
+              D is bitwise unchanged.
+
+`train_rounds` runs a whole chunk of rounds on the device: the chunk's row indices and noise go over in a
+single host-to-device copy, the real batches are gathered from the device-resident dataset, and every
+round's metrics stay on the device until one copy back at the end of the chunk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import torch
+
+from reference import gan, mlp
+from reference.train import StepInputs, StepMetrics, TrainConfig
+
+from ..interface import Backend
+from . import convert, ddp, nets
+
+# Columns of a round's metrics vector. The first five are batch means (averaged over DDP ranks); the grad
+# norms are computed from gradients that DDP has already averaged, so they are global as they stand.
+_METRICS = ("d_loss", "g_loss", "d_acc_real", "d_acc_fake", "critic_gap", "d_grad_norm", "g_grad_norm")
+_N_MEANS = 5
+
+
+def resolve_device(device) -> torch.device:
+    """None -> "cuda" if available else "cpu"; otherwise "cpu", "cuda" or "cuda:N", checked."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if isinstance(device, torch.device):
+        resolved = device
+    elif isinstance(device, str):
+        try:
+            resolved = torch.device(device)
+        except RuntimeError:
+            raise ValueError(f"unknown device {device!r}; choose 'cpu', 'cuda', 'cuda:N' or None") from None
+    else:
+        raise TypeError(f"device must be a string like 'cpu' or 'cuda', or None; got {type(device).__name__}")
+    if resolved.type not in ("cpu", "cuda"):
+        raise ValueError(f"unknown device {device!r}; choose 'cpu', 'cuda', 'cuda:N' or None")
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"device {device!r} asked for, but torch sees no CUDA device "
+                               f"(torch {torch.__version__}, CUDA build: {torch.version.cuda})")
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise ValueError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) present")
+    return resolved
+
+
+@contextlib.contextmanager
+def frozen(module: torch.nn.Module):
+    """Turn off requires_grad on every parameter of `module` for the duration (the primer's freezing)."""
+    params = list(module.parameters())
+    previous = [p.requires_grad for p in params]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in zip(params, previous, strict=True):
+            p.requires_grad_(flag)
+
+
+class TorchBackend(Backend):
+    """One GAN in torch. See the module docstring; constructor options:
+
+    dtype:   "float64" or "float32" (parameters, activations and optimizer buffers).
+    device:  "cpu", "cuda", "cuda:N" or None (CUDA if available, else CPU). Under torchrun with CUDA each
+             process uses cuda:LOCAL_RANK.
+    compile: torch.compile the D-step and G-step objectives (forward and, through AOTAutograd, backward).
+    amp:     bf16 autocast for the forward passes (CUDA only, dtype float32); losses are computed in float32.
+    foreach, fused: passed to torch.optim (None: torch's choice); every choice computes the same update.
+    """
+
+    name = "torch"
+
+    def __init__(self, config: TrainConfig, *, dtype: str = "float64", device: str | None = None,
+                 compile: bool = False, amp: bool = False, foreach: bool | None = None,
+                 fused: bool | None = None):
+        super().__init__(config, dtype=dtype, device=device)
+        if not isinstance(config, TrainConfig):
+            raise TypeError(f"config must be a reference.train.TrainConfig, got {type(config).__name__}")
+        requested = resolve_device(device)
+        if amp:
+            if requested.type != "cuda":
+                raise ValueError(f"amp=True (bf16 autocast) is supported on CUDA only, and this backend runs on "
+                                 f"{requested.type!r}; use amp=False on the CPU")
+            if dtype != "float32":
+                raise ValueError(f"amp=True needs dtype='float32' (autocast leaves float64 alone), got {dtype!r}")
+        self._dist = ddp.setup(requested.type)
+        if self._dist.distributed and requested.type == "cuda" and requested.index is None:
+            requested = torch.device("cuda", self._dist.local_rank)
+        self._device = requested
+        self.device = str(requested)
+        self.rank, self.world_size = self._dist.rank, self._dist.world_size
+        self.compile, self.amp = bool(compile), bool(amp)
+        self._dtype = getattr(torch, dtype)
+        self._loss = config.spec.loss
+
+        self.G = nets.MLP(config.spec.generator, self._dtype, self._device)
+        self.D = nets.MLP(config.spec.discriminator, self._dtype, self._device)
+        self._nets = {"G": self.G, "D": self.D}
+        self._names = {"G": nets.param_names(config.spec.generator, "G"),
+                       "D": nets.param_names(config.spec.discriminator, "D")}
+        # The optimizers see the parameters in interchange order (that is the order of .parameters()).
+        self._opt_specs = {"D": config.d_optimizer, "G": config.g_optimizer}
+        self._opts = {net: nets.make_optimizer(self._opt_specs[net],
+                                               [convert.parameter(self._nets, n) for n in self._names[net]],
+                                               foreach=foreach, fused=fused)
+                      for net in ("D", "G")}
+        # The modules the training steps run through: DDP wrappers when distributed, else the modules.
+        self._G_train = ddp.wrap(self.G, self._dist, self._device)
+        self._D_train = ddp.wrap(self.D, self._dist, self._device)
+
+        self._d_objective, self._g_objective = _d_objective, _g_objective
+        if self.compile:
+            self._d_objective = torch.compile(_d_objective)
+            self._g_objective = torch.compile(_g_objective)
+
+        self._has_state = False
+        self._step = 0
+        self._opt_steps = {"D": 0, "G": 0}
+        self._data_t = None
+
+    # ----- helpers -----
+
+    def _autocast(self):
+        return _autocast(self.amp)
+
+    def _require_state(self):
+        if not self._has_state:
+            raise RuntimeError("the backend has no state yet: call init(seed) or load_state(...) first")
+
+    def _tensor(self, x) -> torch.Tensor:
+        """A NumPy array (any float dtype) as a tensor of the backend's dtype on its device (a copy)."""
+        return torch.as_tensor(np.asarray(x), device=self._device).to(self._dtype, copy=True)
+
+    def _out(self, t: torch.Tensor) -> np.ndarray:
+        """A result tensor as a NumPy array of the backend's dtype (a copy)."""
+        return t.detach().to(device="cpu", dtype=self._dtype, copy=True).numpy()
+
+    def close(self) -> None:
+        """Leave the process group if this backend joined it (under torchrun); a no-op otherwise."""
+        ddp.teardown(self._dist)
+
+    # ----- state in and out -----
+
+    def load_state(self, params, d_opt_state, g_opt_state, step):
+        gan.check_params(self.config.spec, params)
+        for name, value in params.items():
+            if not np.all(np.isfinite(value)):
+                raise ValueError(f"parameter {name} contains NaN or Inf")
+        if isinstance(step, bool) or not isinstance(step, int | np.integer) or step < 0:
+            raise ValueError(f"step must be a non-negative int, got {step!r}")
+        opt_steps = {net: convert.check_optimizer_state(net, self._opt_specs[net], gan.network(params, net), state)
+                     for net, state in (("D", d_opt_state), ("G", g_opt_state))}
+        with torch.no_grad():
+            for net in ("G", "D"):
+                for name in self._names[net]:
+                    convert.parameter(self._nets, name).copy_(
+                        convert.to_torch(name, params[name], self._dtype, self._device))
+        for net, state in (("D", d_opt_state), ("G", g_opt_state)):
+            opt = self._opts[net]
+            opt.load_state_dict(convert.optimizer_state_dict(opt, self._opt_specs[net], self._names[net], state,
+                                                             self._dtype, self._device))
+        self._opt_steps = opt_steps
+        self._step = int(step)
+        self._has_state = True
+
+    def export_params(self):
+        self._require_state()
+        return {name: convert.to_numpy(name, convert.parameter(self._nets, name))
+                for net in ("G", "D") for name in self._names[net]}
+
+    def export_optimizer_state(self):
+        self._require_state()
+        d_state, g_state = (convert.export_optimizer_state(self._opts[net], self._opt_specs[net], self._nets,
+                                                           self._names[net], self._opt_steps[net])
+                            for net in ("D", "G"))
+        return d_state, g_state
+
+    @property
+    def step(self):
+        self._require_state()
+        return self._step
+
+    # ----- forward passes -----
+
+    def generate(self, z):
+        self._require_state()
+        mlp.check_input(z, self.config.spec.z_size, "z")
+        with torch.no_grad(), self._autocast():
+            return self._out(self.G(self._tensor(z)))
+
+    def discriminate(self, x):
+        self._require_state()
+        mlp.check_input(x, self.config.spec.data_size, "x")
+        with torch.no_grad(), self._autocast():
+            return self._out(self.D(self._tensor(x)))
+
+    # ----- losses on D's outputs -----
+
+    def _logits(self, out, what: str) -> torch.Tensor:
+        mlp.check_input(out, 1, what)
+        return self._tensor(out).requires_grad_(True)
+
+    def d_loss(self, real_out, fake_out):
+        real, fake = self._logits(real_out, "real_out"), self._logits(fake_out, "fake_out")
+        loss = nets.d_loss(self._loss, real, fake)
+        grad_real, grad_fake = torch.autograd.grad(loss, [real, fake])
+        return float(loss), self._out(grad_real), self._out(grad_fake)
+
+    def g_loss(self, fake_out):
+        fake = self._logits(fake_out, "fake_out")
+        loss = nets.g_loss(self._loss, fake)
+        (grad,) = torch.autograd.grad(loss, [fake])
+        return float(loss), self._out(grad)
+
+    # ----- the D step and the G step, without updating -----
+
+    def d_grads(self, x_real, z):
+        self._require_state()
+        mlp.check_input(x_real, self.config.spec.data_size, "x_real")
+        mlp.check_input(z, self.config.spec.z_size, "z")
+        loss, _, _ = self._d_objective(self.G, self.D, self._tensor(x_real), self._tensor(z), self._loss,
+                                       self._dtype, self.amp)
+        grads = torch.autograd.grad(loss, [convert.parameter(self._nets, n) for n in self._names["D"]])
+        return float(loss), {n: convert.to_numpy(n, g) for n, g in zip(self._names["D"], grads, strict=True)}
+
+    def g_grads(self, z):
+        self._require_state()
+        mlp.check_input(z, self.config.spec.z_size, "z")
+        with frozen(self.D):
+            loss, _ = self._g_objective(self.G, self.D, self._tensor(z), self._loss, self._dtype, self.amp)
+            grads = torch.autograd.grad(loss, [convert.parameter(self._nets, n) for n in self._names["G"]])
+        return float(loss), {n: convert.to_numpy(n, g) for n, g in zip(self._names["G"], grads, strict=True)}
+
+    # ----- training -----
+
+    def _d_update(self, real: torch.Tensor, z: torch.Tensor) -> list[torch.Tensor]:
+        """One D update; returns [loss, acc_real, acc_fake, critic_gap, grad_norm] as 0-d device tensors."""
+        opt = self._opts["D"]
+        opt.zero_grad(set_to_none=True)
+        loss, real_out, fake_out = self._d_objective(self.G, self._D_train, real, z, self._loss, self._dtype,
+                                                     self.amp)
+        loss.backward()  # D's .grad only: G's output was computed without a graph
+        grad_norm = torch.nn.utils.get_total_norm([p.grad for p in self.D.parameters()])
+        opt.step()
+        self._opt_steps["D"] += 1
+        if self.config.clip_value is not None:
+            c = self.config.clip_value
+            with torch.no_grad():
+                for p in self.D.parameters():
+                    p.clamp_(-c, c)
+        acc_real = (real_out > 0).to(self._dtype).mean()
+        acc_fake = (fake_out < 0).to(self._dtype).mean()
+        gap = real_out.mean() - fake_out.mean()
+        return [loss.detach(), acc_real, acc_fake, gap, grad_norm]
+
+    def _g_update(self, z: torch.Tensor) -> list[torch.Tensor]:
+        """One G update with D frozen; returns [loss, grad_norm] as 0-d device tensors."""
+        opt = self._opts["G"]
+        opt.zero_grad(set_to_none=True)
+        with frozen(self.D):
+            loss, _ = self._g_objective(self._G_train, self.D, z, self._loss, self._dtype, self.amp)
+            loss.backward()  # through D (frozen: no .grad) into G
+        grad_norm = torch.nn.utils.get_total_norm([p.grad for p in self.G.parameters()])
+        opt.step()
+        self._opt_steps["G"] += 1
+        return [loss.detach(), grad_norm]
+
+    def _round(self, real: torch.Tensor, z_d: torch.Tensor, z_g: torch.Tensor) -> torch.Tensor:
+        """One round on device tensors real (k, b, data), z_d (k, b, z), z_g (m, b, z); no host sync.
+        Returns the round's metrics vector (columns _METRICS), on the device."""
+        for i in range(self.config.d_steps):
+            d_loss, acc_real, acc_fake, gap, d_norm = self._d_update(real[i], z_d[i])
+        for i in range(self.config.g_steps):
+            g_loss, g_norm = self._g_update(z_g[i])
+        self._step += 1
+        return torch.stack([d_loss, g_loss, acc_real, acc_fake, gap, d_norm.to(self._dtype),
+                            g_norm.to(self._dtype)])
+
+    def _metrics(self, rows: torch.Tensor, first_step: int) -> list[StepMetrics]:
+        """(n, 7) device metrics -> StepMetrics, with one all-reduce (DDP) and one copy to the host."""
+        if self._dist.distributed:
+            rows = torch.cat([ddp.mean_over_ranks(rows[:, :_N_MEANS], self._dist), rows[:, _N_MEANS:]], dim=1)
+        host = rows.detach().to(device="cpu", dtype=torch.float64).numpy()
+        wgan = self._loss == "wasserstein"
+        result = []
+        for r, row in enumerate(host):
+            values = dict(zip(_METRICS, (float(v) for v in row), strict=True))
+            if wgan:
+                values["d_acc_real"] = values["d_acc_fake"] = float("nan")
+            else:
+                values["critic_gap"] = float("nan")
+            result.append(StepMetrics(step=first_step + r + 1, **values))
+        return result
+
+    def train_step(self, inputs: StepInputs) -> StepMetrics:
+        self._require_state()
+        if not isinstance(inputs, StepInputs):
+            raise TypeError(f"train_step takes a StepInputs, got {type(inputs).__name__}")
+        inputs.check(self.config)
+        real = ddp.shard(inputs.real, self._dist, 1, "StepInputs.real")
+        z_d = ddp.shard(inputs.z_d, self._dist, 1, "StepInputs.z_d")
+        z_g = ddp.shard(inputs.z_g, self._dist, 1, "StepInputs.z_g")
+        first = self._step
+        row = self._round(self._tensor(real), self._tensor(z_d), self._tensor(z_g))
+        return self._metrics(row[None], first)[0]
+
+    def set_data(self, data: np.ndarray) -> None:
+        if not isinstance(data, np.ndarray) or data.ndim != 2 or data.shape[1] != self.config.spec.data_size \
+                or len(data) == 0:
+            raise ValueError(f"data must be a numpy array of shape (N > 0, {self.config.spec.data_size}), got "
+                             f"{getattr(data, 'shape', type(data).__name__)}")
+        if not np.issubdtype(data.dtype, np.floating):
+            raise TypeError(f"data must be a floating-point array, got dtype {data.dtype}")
+        if not np.all(np.isfinite(data)):
+            raise ValueError("data contains NaN or Inf")
+        self._data_t = self._tensor(data)
+
+    def _check_chunk(self, index, z_d, z_g) -> int:
+        cfg, spec = self.config, self.config.spec
+        if not isinstance(index, np.ndarray) or not np.issubdtype(index.dtype, np.integer):
+            raise TypeError("index must be an integer numpy array of shape (n, d_steps, batch)")
+        n = index.shape[0] if index.ndim == 3 else -1
+        if index.ndim != 3 or index.shape[1] != cfg.d_steps or index.shape[2] == 0:
+            raise ValueError(f"index must have shape (n, {cfg.d_steps}, batch > 0), got {index.shape}")
+        rows = len(self._data_t)
+        if index.size and (index.min() < 0 or index.max() >= rows):
+            raise ValueError(f"index holds rows outside [0, {rows}) of the data given to set_data")
+        for what, array, shape in (("z_d", z_d, (n, cfg.d_steps, None, spec.z_size)),
+                                   ("z_g", z_g, (n, cfg.g_steps, None, spec.z_size))):
+            if not isinstance(array, np.ndarray) or not np.issubdtype(array.dtype, np.floating):
+                raise TypeError(f"{what} must be a floating-point numpy array")
+            if array.ndim != 4 or any(w is not None and g != w for g, w in zip(array.shape, shape, strict=True)) \
+                    or array.shape[2] == 0:
+                raise ValueError(f"{what} must have shape {shape} (None: any batch size > 0), got {array.shape}")
+            if not np.all(np.isfinite(array)):
+                raise ValueError(f"{what} contains NaN or Inf")
+        return n
+
+    def _upload(self, index: np.ndarray, z_d: np.ndarray, z_g: np.ndarray):
+        """index, z_d and z_g in ONE host-to-device copy: their bytes packed in one buffer, viewed back on
+        the device as int64 indices and noise of the backend's dtype."""
+        np_dtype = np.dtype(self.dtype)
+        parts = [np.ascontiguousarray(index, dtype=np.int64), np.ascontiguousarray(z_d, dtype=np_dtype),
+                 np.ascontiguousarray(z_g, dtype=np_dtype)]
+        packed = np.concatenate([p.reshape(-1).view(np.uint8) for p in parts])
+        host = torch.from_numpy(packed)
+        if self._device.type == "cuda":
+            host = host.pin_memory()
+        device_bytes = host.to(self._device, non_blocking=True)
+        out, offset = [], 0
+        for part, dtype in zip(parts, (torch.int64, self._dtype, self._dtype), strict=True):
+            view = device_bytes[offset:offset + part.nbytes].view(dtype).view(part.shape)
+            out.append(view)
+            offset += part.nbytes
+        return out
+
+    def train_rounds(self, index, z_d, z_g):
+        self._require_state()
+        if self._data_t is None:
+            raise RuntimeError("call set_data(data) before train_rounds")
+        n = self._check_chunk(index, z_d, z_g)
+        if n == 0:
+            return []
+        index = ddp.shard(index, self._dist, 2, "index")
+        z_d = ddp.shard(z_d, self._dist, 2, "z_d")
+        z_g = ddp.shard(z_g, self._dist, 2, "z_g")
+        index_t, z_d_t, z_g_t = self._upload(index, z_d, z_g)
+        first = self._step
+        rows = [self._round(self._data_t[index_t[r]], z_d_t[r], z_g_t[r]) for r in range(n)]
+        return self._metrics(torch.stack(rows), first)
+
+
+# ----- The two objectives (module-level functions so torch.compile can trace them) -----
+
+def _autocast(amp: bool):
+    """bf16 autocast on CUDA when amp is on; nothing otherwise."""
+    return torch.autocast(device_type="cuda", dtype=torch.bfloat16) if amp else contextlib.nullcontext()
+
+
+def _d_objective(G, D, real, z, kind, dtype, amp):
+    """D's loss on a real batch and on G(z), with G's output a constant. Returns (loss, real_out, fake_out),
+    the outputs detached. D reads both batches in a single forward pass (one DDP forward)."""
+    with _autocast(amp):
+        with torch.no_grad():
+            fake = G(z)
+        out = D(torch.cat([real, fake.to(real.dtype)])).to(dtype)
+    real_out, fake_out = out[: len(real)], out[len(real):]
+    return nets.d_loss(kind, real_out, fake_out), real_out.detach(), fake_out.detach()
+
+
+def _g_objective(G, D, z, kind, dtype, amp):
+    """G's loss on D(G(z)); the caller freezes D. Returns (loss, fake_out detached)."""
+    with _autocast(amp):
+        fake_out = D(G(z)).to(dtype)
+    return nets.g_loss(kind, fake_out), fake_out.detach()
