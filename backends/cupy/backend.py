@@ -1,0 +1,563 @@
+"""The CuPy backend: a second hand-written GAN, written for speed where the reference is written for reading.
+
+CuPy has no autograd, so forward, backward, losses and optimizers are written out again here, on CuPy
+arrays on an NVIDIA GPU, or on NumPy arrays on the CPU through the very same code (`xp` is the array
+module, chosen once by the device). Nothing here calls the reference's math; the reference is only
+used for specs, initial parameters and validation, and the tests hold this implementation to it.
+
+How it is laid out for speed:
+
+- Each network's parameters live in ONE flat buffer; every weight and bias is a view into it, and so are
+  the gradients and each optimizer buffer. An optimizer update is then a single fused kernel over the
+  whole network, the gradient norm one dot product, and WGAN clipping one clip.
+- A dense layer is one GEMM (`xp.matmul(x, W, out=...)`, cuBLAS on the GPU) and one fused kernel for
+  bias + activation in place. Backward is one fused kernel for g * f'(h) (from the stored activation
+  output), two GEMMs and a column sum, all into preallocated buffers.
+- The D step runs D once on the real and fake batches stacked (one GEMM per layer instead of two), and
+  G writes its samples straight into the fake half of D's input buffer.
+- The G step backpropagates through D to its input only; D's parameter gradients are never computed.
+- Activation, gradient and loss buffers are allocated once per batch size (a workspace) and reused by
+  every later step; `train_rounds` uploads a chunk's indices and noise once and keeps the metrics on the
+  device until the chunk ends, so the hot loop makes no host/device copies and no synchronisation.
+
+Parameters, optimizer state and every array handed out follow the interchange format (backends/interface.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections import OrderedDict
+
+import numpy as np
+
+from backends.interface import Backend
+from reference import gan, optim
+from reference.mlp import MLPSpec, check_input
+from reference.train import StepInputs, StepMetrics, TrainConfig
+
+from .kernels import cupy, kernels_for
+
+_MAX_WORKSPACES = 16  # batch-size workspaces kept; more distinct batch sizes than this evict the oldest
+_METRIC_FIELDS = ("d_loss", "g_loss", "d_acc_real", "d_acc_fake", "critic_gap", "d_grad_norm", "g_grad_norm")
+
+
+# ----- device selection -----
+
+def cuda_status() -> tuple[bool, str]:
+    """(True, description) when CuPy can use a CUDA device, else (False, why not)."""
+    if cupy is None:
+        return False, "cupy is not installed (pip install cupy-cuda12x)"
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as error:  # CUDARuntimeError, missing driver or library: all mean "no usable GPU"
+        return False, f"CUDA is not usable: {type(error).__name__}: {error}"
+    if count < 1:
+        return False, "CUDA reports no device"
+    return True, f"{count} CUDA device(s)"
+
+
+def resolve_device(device: str | None):
+    """(array module, cupy.cuda.Device or None, canonical name) for "cpu", "cuda", "cuda:N" or None (auto)."""
+    if device is not None and not isinstance(device, str):
+        raise TypeError(f"device must be a string or None, got {type(device).__name__}")
+    if device == "cpu":
+        return np, None, "cpu"
+    if device is None:
+        usable, _ = cuda_status()
+        if not usable:
+            return np, None, "cpu"
+        device = "cuda"
+    if device == "cuda" or device.startswith("cuda:"):
+        index_text = device.partition(":")[2] or "0"
+        if not index_text.isdigit():
+            raise ValueError(f"bad device {device!r}: expected cuda or cuda:N with N a device number")
+        usable, why = cuda_status()
+        if not usable:
+            raise RuntimeError(f"device {device!r} was asked for but {why}; use device='cpu' or None")
+        index = int(index_text)
+        count = cupy.cuda.runtime.getDeviceCount()
+        if index >= count:
+            raise ValueError(f"bad device {device!r}: only {count} CUDA device(s) present")
+        return cupy, cupy.cuda.Device(index), f"cuda:{index}"
+    raise ValueError(f"unknown device {device!r}; choose cpu, cuda, cuda:N, or None for automatic")
+
+
+def _on_device(method):
+    """Run a public method with the backend's CUDA device current (no-op on the CPU)."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with self._device_context():
+            return method(self, *args, **kwargs)
+    return wrapper
+
+
+# ----- one network's parameters, gradients and forward/backward passes -----
+
+class _Network:
+    """An MLP whose parameters and gradients are views into two flat buffers."""
+
+    def __init__(self, spec: MLPSpec, prefix: str, xp, dtype):
+        self.spec, self.prefix, self.xp = spec, prefix, xp
+        sizes = spec.sizes
+        self.names, self.shapes, offsets = [], [], [0]
+        for i in range(spec.num_layers):
+            for name, shape in [(f"{prefix}.{i}.weight", (sizes[i], sizes[i + 1])),
+                                (f"{prefix}.{i}.bias", (sizes[i + 1],))]:
+                self.names.append(name)
+                self.shapes.append(shape)
+                offsets.append(offsets[-1] + int(np.prod(shape)))
+        self.offsets, self.size = offsets, offsets[-1]
+        self.params = xp.zeros(self.size, dtype=dtype)
+        self.grads = xp.zeros(self.size, dtype=dtype)
+        self.W, self.b = self._layer_views(self.params)
+        self.dW, self.db = self._layer_views(self.grads)
+        last = spec.num_layers - 1
+        self.activations = [spec.output_activation if i == last else spec.hidden_activation
+                            for i in range(spec.num_layers)]
+        self.slope = float(spec.leaky_slope)
+
+    def views(self, flat) -> list:
+        """Per-parameter views (interchange order and shapes) into a flat buffer of this network's size."""
+        return [flat[a:z].reshape(shape) for a, z, shape in zip(self.offsets[:-1], self.offsets[1:], self.shapes,
+                                                                 strict=True)]
+
+    def _layer_views(self, flat):
+        views = self.views(flat)
+        return views[0::2], views[1::2]
+
+    def to_host(self, flat) -> dict[str, np.ndarray]:
+        host = _to_host(flat).astype(np.float64)
+        return {name: view.copy() for name, view in zip(self.names, self.views(host), strict=True)}
+
+    def from_host(self, values: dict) -> np.ndarray:
+        """The flat host vector of `values` (a name -> array dict for this network), in interchange order."""
+        return np.concatenate([np.asarray(values[name], dtype=np.float64).reshape(-1) for name in self.names])
+
+
+class _Pass:
+    """The buffers one MLP needs on one batch size: every layer's output and the gradient with respect to it."""
+
+    def __init__(self, net: _Network, batch: int, dtype, out=None):
+        xp = net.xp
+        sizes = net.spec.sizes[1:]
+        self.acts = [xp.empty((batch, n), dtype=dtype) for n in sizes[:-1]]
+        self.acts.append(xp.empty((batch, sizes[-1]), dtype=dtype) if out is None else out)
+        self.grads = [xp.empty((batch, n), dtype=dtype) for n in sizes]
+        self.input = None
+
+    def forward(self, net: _Network, kernels, x):
+        """y = MLP(x); every layer's output stays in self.acts for backward."""
+        xp = net.xp
+        self.input = x
+        for i, name in enumerate(net.activations):
+            xp.matmul(x, net.W[i], out=self.acts[i])  # (B, n_in) @ (n_in, n_out)
+            kernels.bias_act[name](self.acts[i], net.b[i], net.slope)  # h <- f(h + b), in place
+            x = self.acts[i]
+        return x
+
+    def backward(self, net: _Network, kernels, param_grads: bool, grad_input=None):
+        """Backpropagate dL/dy, which the caller has put in self.grads[-1].
+
+        param_grads: write dL/dW, dL/db into net.dW, net.db. grad_input: a buffer for dL/dx, or None.
+        self.grads is overwritten (each holds dL/dh of its layer afterwards).
+        """
+        xp = net.xp
+        for i in reversed(range(len(net.activations))):
+            g = self.grads[i]
+            act_grad = kernels.act_grad[net.activations[i]]
+            if act_grad is not None:
+                act_grad(g, self.acts[i], net.slope)  # dL/dh = dL/dy * f'(h), in place
+            if param_grads:
+                x_i = self.acts[i - 1] if i > 0 else self.input
+                xp.matmul(x_i.T, g, out=net.dW[i])  # (n_in, B) @ (B, n_out)
+                g.sum(axis=0, out=net.db[i])
+            target = self.grads[i - 1] if i > 0 else grad_input
+            if target is not None:
+                xp.matmul(g, net.W[i].T, out=target)  # (B, n_out) @ (n_out, n_in)
+
+
+class _Optimizer:
+    """One network's optimizer: flat state buffers, a host-side step count, one fused update."""
+
+    def __init__(self, spec: optim.OptimizerSpec, net: _Network, kernels, dtype):
+        self.spec, self.net, self.kernels = spec, net, kernels
+        self.t = 0
+        if spec.name == "sgd":
+            suffixes = ["momentum_buffer"] if spec.momentum > 0 else []
+        elif spec.name == "adam":
+            suffixes = ["exp_avg", "exp_avg_sq"]
+        else:
+            suffixes = ["square_avg"] + (["momentum_buffer"] if spec.momentum > 0 else [])
+        self.buffers = {suffix: net.xp.zeros(net.size, dtype=dtype) for suffix in suffixes}
+
+    def update(self):
+        """Apply one update to the network's parameters from the network's gradient buffer."""
+        s, k, p, g, buf = self.spec, self.kernels, self.net.params, self.net.grads, self.buffers
+        self.t += 1
+        if s.name == "sgd":
+            if s.momentum > 0:
+                k.sgd_momentum(p, g, buf["momentum_buffer"], s.lr, s.momentum)
+            else:
+                k.sgd(p, g, s.lr)
+        elif s.name == "adam":
+            t = float(self.t)
+            step_size = s.lr / (1.0 - s.beta1**t)
+            bias2_sqrt = float(np.sqrt(1.0 - s.beta2**t))
+            k.adam(p, g, buf["exp_avg"], buf["exp_avg_sq"], s.beta1, 1.0 - s.beta1, s.beta2, 1.0 - s.beta2,
+                   step_size, bias2_sqrt, s.eps)
+        elif s.momentum > 0:
+            k.rmsprop_momentum(p, g, buf["square_avg"], buf["momentum_buffer"], s.lr, s.alpha, 1.0 - s.alpha,
+                               s.eps, s.momentum)
+        else:
+            k.rmsprop(p, g, buf["square_avg"], s.lr, s.alpha, 1.0 - s.alpha, s.eps)
+
+    def export(self) -> dict[str, np.ndarray]:
+        state = {"step": np.asarray(float(self.t), dtype=np.float64)}
+        host = {suffix: self.net.to_host(flat) for suffix, flat in self.buffers.items()}
+        for name in self.net.names:
+            for suffix in self.buffers:
+                state[f"{name}.{suffix}"] = host[suffix][name]
+        return state
+
+    def load(self, state: dict, what: str):
+        expected = set(optim.state_names(self.spec, self.net.names))
+        if set(state) != expected:
+            raise ValueError(f"{what} optimizer state does not match the config: missing "
+                             f"{sorted(expected - set(state))}, unexpected {sorted(set(state) - expected)}")
+        step = np.asarray(state["step"])
+        if step.shape != () or not np.isfinite(step) or step < 0 or step != np.round(step):
+            raise ValueError(f"{what} optimizer state 'step' must be a non-negative whole number, got {step!r}")
+        flats = {}
+        for suffix in self.buffers:
+            values = {}
+            for name, shape in zip(self.net.names, self.net.shapes, strict=True):
+                value = state[f"{name}.{suffix}"]
+                if not isinstance(value, np.ndarray) or not np.issubdtype(value.dtype, np.floating):
+                    raise TypeError(f"{what} optimizer state {name}.{suffix} must be a floating-point numpy array")
+                if value.shape != shape:
+                    raise ValueError(f"{what} optimizer state {name}.{suffix} has shape {value.shape}, "
+                                     f"expected {shape}")
+                values[name] = value
+            flats[suffix] = self.net.from_host(values)
+        for suffix, flat in flats.items():  # only now that everything is valid
+            self.buffers[suffix][...] = self.net.xp.asarray(flat, dtype=self.buffers[suffix].dtype)
+        self.t = int(step)
+
+
+# ----- workspaces: the buffers of one D step or one G step at one batch size -----
+
+def _d_loss_signs(n_real: int, n_fake: int):
+    """(sign, coef) per row of the stacked [real; fake] logits for D's loss (see kernels.py)."""
+    sign = np.concatenate([np.full(n_real, -1.0), np.full(n_fake, 1.0)])[:, None]
+    coef = np.concatenate([np.full(n_real, 1.0 / n_real), np.full(n_fake, 1.0 / n_fake)])[:, None]
+    return sign, coef
+
+
+def _g_loss_signs(kind: str, n: int):
+    """(sign, coef) per row for G's loss: minimax -softplus(l)/n, non-saturating softplus(-l)/n, WGAN -l/n."""
+    sign, coef = {"minimax": (1.0, -1.0 / n), "nonsaturating": (-1.0, 1.0 / n), "wasserstein": (-1.0, 1.0 / n)}[kind]
+    return np.full((n, 1), sign), np.full((n, 1), coef)
+
+
+class _DWork:
+    """D step on n_real real rows and n_fake fake rows, stacked as one batch [real; G(z)]."""
+
+    def __init__(self, backend: CupyBackend, n_real: int, n_fake: int):
+        xp, dt, spec = backend.xp, backend.np_dtype, backend.config.spec
+        self.n_real, self.n_fake = n_real, n_fake
+        self.d_in = xp.empty((n_real + n_fake, spec.data_size), dtype=dt)
+        self.real = self.d_in[:n_real]
+        self.g_pass = _Pass(backend.G, n_fake, dt, out=self.d_in[n_real:])  # G writes the fake half
+        self.d_pass = _Pass(backend.D, n_real + n_fake, dt)
+        self.term = xp.empty((n_real + n_fake, 1), dtype=dt)
+        self.consts = backend.loss_constants(*_d_loss_signs(n_real, n_fake))
+
+
+class _GWork:
+    """G step on a batch of n noise vectors: G, then D on G's samples, backward through D into G."""
+
+    def __init__(self, backend: CupyBackend, n: int):
+        xp, dt = backend.xp, backend.np_dtype
+        self.g_pass = _Pass(backend.G, n, dt)
+        self.d_pass = _Pass(backend.D, n, dt)
+        self.term = xp.empty((n, 1), dtype=dt)
+        self.consts = backend.loss_constants(*_g_loss_signs(backend.config.spec.loss, n))
+
+
+def _to_host(a) -> np.ndarray:
+    return a.get() if cupy is not None and isinstance(a, cupy.ndarray) else np.asarray(a)
+
+
+class CupyBackend(Backend):
+    """The GAN on CuPy arrays (GPU), or on NumPy arrays through the same code (CPU). float32 by default."""
+
+    name = "cupy"
+
+    def __init__(self, config: TrainConfig, *, dtype: str = "float32", device: str | None = None):
+        super().__init__(config, dtype=dtype, device=device)
+        if not isinstance(config, TrainConfig):
+            raise TypeError(f"config must be a reference.train.TrainConfig, got {type(config).__name__}")
+        self.xp, self._cuda_device, self.device = resolve_device(device)
+        self.np_dtype = np.dtype(dtype)
+        self.kernels = kernels_for(self.xp)
+        self._logistic = config.spec.loss != "wasserstein"
+        with self._device_context():
+            self.G = _Network(config.spec.generator, "G", self.xp, self.np_dtype)
+            self.D = _Network(config.spec.discriminator, "D", self.xp, self.np_dtype)
+            self.d_opt = _Optimizer(config.d_optimizer, self.D, self.kernels, self.np_dtype)
+            self.g_opt = _Optimizer(config.g_optimizer, self.G, self.kernels, self.np_dtype)
+        self._step = None  # None until init/load_state
+        self._workspaces: OrderedDict = OrderedDict()
+        self._data = None
+
+    def _device_context(self):
+        return self._cuda_device if self._cuda_device is not None else contextlib.nullcontext()
+
+    def _require_state(self):
+        if self._step is None:
+            raise RuntimeError("the backend has no state yet: call init(seed) or load_state(...) first")
+
+    def loss_constants(self, sign: np.ndarray, coef: np.ndarray) -> tuple:
+        """Device arrays of the per-row loss constants: (sign, coef) for logit losses, (sign * coef,) for WGAN."""
+        asarray = functools.partial(self.xp.asarray, dtype=self.np_dtype)
+        return (asarray(sign), asarray(coef)) if self._logistic else (asarray(sign * coef),)
+
+    def _loss(self, logits, consts, term, grad):
+        """Per-row terms into `term`, dL/dlogits into `grad`; returns the loss as a 0-d device array."""
+        if self._logistic:
+            self.kernels.logistic_loss(logits, consts[0], consts[1], term, grad)
+        else:
+            self.kernels.linear_loss(logits, consts[0], term, grad)
+        return term.sum()
+
+    def _workspace(self, key, build):
+        work = self._workspaces.get(key)
+        if work is None:
+            work = self._workspaces[key] = build()
+            if len(self._workspaces) > _MAX_WORKSPACES:
+                self._workspaces.popitem(last=False)
+        else:
+            self._workspaces.move_to_end(key)
+        return work
+
+    def _d_work(self, n_real: int, n_fake: int) -> _DWork:
+        return self._workspace(("d", n_real, n_fake), lambda: _DWork(self, n_real, n_fake))
+
+    def _g_work(self, n: int) -> _GWork:
+        return self._workspace(("g", n), lambda: _GWork(self, n))
+
+    # ----- the D step and the G step on device arrays (the caller has filled work.real for D) -----
+
+    def _d_pass(self, work: _DWork, z):
+        """D's loss (0-d) and its gradient in self.D.grads; G's parameters are only read."""
+        work.g_pass.forward(self.G, self.kernels, z)  # fills work.d_in[n_real:]
+        logits = work.d_pass.forward(self.D, self.kernels, work.d_in)
+        loss = self._loss(logits, work.consts, work.term, work.d_pass.grads[-1])
+        work.d_pass.backward(self.D, self.kernels, param_grads=True)
+        return loss
+
+    def _g_pass(self, work: _GWork, z):
+        """G's loss (0-d) and its gradient in self.G.grads; D's parameter gradients are not computed."""
+        x_fake = work.g_pass.forward(self.G, self.kernels, z)
+        logits = work.d_pass.forward(self.D, self.kernels, x_fake)
+        loss = self._loss(logits, work.consts, work.term, work.d_pass.grads[-1])
+        work.d_pass.backward(self.D, self.kernels, param_grads=False, grad_input=work.g_pass.grads[-1])
+        work.g_pass.backward(self.G, self.kernels, param_grads=True)
+        return loss
+
+    def _d_update(self, work: _DWork, z):
+        loss = self._d_pass(work, z)
+        self.d_opt.update()
+        if self.config.clip_value is not None:
+            c = self.config.clip_value
+            self.xp.clip(self.D.params, -c, c, out=self.D.params)  # every critic weight and bias
+        return loss
+
+    def _g_update(self, work: _GWork, z):
+        loss = self._g_pass(work, z)
+        self.g_opt.update()
+        return loss
+
+    def _rounds(self, n: int, n_real: int, fill_real, z_d, z_g) -> list[StepMetrics]:
+        """n rounds; fill_real(r, i, out) writes round r's i-th real batch. Metrics stay on the device."""
+        xp = self.xp
+        metrics = xp.full((n, len(_METRIC_FIELDS)), np.nan, dtype=np.float64)
+        for r in range(n):
+            for i in range(self.config.d_steps):
+                d_work = self._d_work(n_real, z_d.shape[2])
+                fill_real(r, i, d_work.real)
+                d_loss = self._d_update(d_work, z_d[r, i])
+            logits = d_work.d_pass.acts[-1]
+            real_out, fake_out = logits[:n_real], logits[n_real:]
+            metrics[r, 0] = d_loss
+            if self._logistic:
+                metrics[r, 2] = (real_out > 0).mean()
+                metrics[r, 3] = (fake_out < 0).mean()
+            else:
+                metrics[r, 4] = real_out.mean() - fake_out.mean()
+            metrics[r, 5] = xp.sqrt(xp.dot(self.D.grads, self.D.grads))
+            for j in range(self.config.g_steps):
+                g_work = self._g_work(z_g.shape[2])
+                g_loss = self._g_update(g_work, z_g[r, j])
+            metrics[r, 1] = g_loss
+            metrics[r, 6] = xp.sqrt(xp.dot(self.G.grads, self.G.grads))
+            self._step += 1
+        host = _to_host(metrics)  # the one device -> host copy of the chunk
+        first = self._step - n + 1
+        return [StepMetrics(step=first + r, **{f: float(v) for f, v in zip(_METRIC_FIELDS, host[r], strict=True)})
+                for r in range(n)]
+
+    # ----- state in and out -----
+
+    @_on_device
+    def load_state(self, params, d_opt_state, g_opt_state, step):
+        gan.check_params(self.config.spec, params)
+        if isinstance(step, bool) or not isinstance(step, int | np.integer) or step < 0:
+            raise ValueError(f"step must be a non-negative int, got {step!r}")
+        for name, value in params.items():
+            if not np.all(np.isfinite(value)):
+                raise ValueError(f"parameter {name} contains NaN or Inf")
+        g_flat, d_flat = self.G.from_host(params), self.D.from_host(params)
+        self.d_opt.load(d_opt_state, "D")  # validates before writing anything of its own
+        self.g_opt.load(g_opt_state, "G")
+        self.G.params[...] = self.xp.asarray(g_flat, dtype=self.np_dtype)
+        self.D.params[...] = self.xp.asarray(d_flat, dtype=self.np_dtype)
+        self._step = int(step)
+
+    @_on_device
+    def export_params(self):
+        self._require_state()
+        return {**self.G.to_host(self.G.params), **self.D.to_host(self.D.params)}
+
+    @_on_device
+    def export_optimizer_state(self):
+        self._require_state()
+        return self.d_opt.export(), self.g_opt.export()
+
+    @property
+    def step(self):
+        self._require_state()
+        return self._step
+
+    # ----- forward passes and losses -----
+
+    def _upload(self, x):
+        return self.xp.asarray(x, dtype=self.np_dtype)
+
+    @_on_device
+    def generate(self, z):
+        self._require_state()
+        check_input(z, self.config.spec.z_size, "z")
+        return _to_host(_Pass(self.G, len(z), self.np_dtype).forward(self.G, self.kernels, self._upload(z)))
+
+    @_on_device
+    def discriminate(self, x):
+        self._require_state()
+        check_input(x, self.config.spec.data_size, "x")
+        return _to_host(_Pass(self.D, len(x), self.np_dtype).forward(self.D, self.kernels, self._upload(x)))
+
+    @staticmethod
+    def _check_outputs(out, what: str):
+        if not isinstance(out, np.ndarray) or not np.issubdtype(out.dtype, np.floating):
+            raise TypeError(f"{what} must be a floating-point numpy array")
+        if out.ndim != 2 or out.shape[1] != 1 or out.shape[0] == 0:
+            raise ValueError(f"{what} must have shape (batch > 0, 1), got {out.shape}")
+        if not np.all(np.isfinite(out)):
+            raise ValueError(f"{what} contains NaN or Inf")
+
+    @_on_device
+    def d_loss(self, real_out, fake_out):
+        self._check_outputs(real_out, "real_out")
+        self._check_outputs(fake_out, "fake_out")
+        n_real, n_fake = len(real_out), len(fake_out)
+        logits = self._upload(np.concatenate([real_out, fake_out]))
+        term, grad = self.xp.empty_like(logits), self.xp.empty_like(logits)
+        loss = self._loss(logits, self.loss_constants(*_d_loss_signs(n_real, n_fake)), term, grad)
+        grad = _to_host(grad)
+        return float(loss), grad[:n_real], grad[n_real:]
+
+    @_on_device
+    def g_loss(self, fake_out):
+        self._check_outputs(fake_out, "fake_out")
+        logits = self._upload(fake_out)
+        term, grad = self.xp.empty_like(logits), self.xp.empty_like(logits)
+        consts = self.loss_constants(*_g_loss_signs(self.config.spec.loss, len(fake_out)))
+        loss = self._loss(logits, consts, term, grad)
+        return float(loss), _to_host(grad)
+
+    # ----- gradients without updating -----
+
+    @_on_device
+    def d_grads(self, x_real, z):
+        self._require_state()
+        check_input(x_real, self.config.spec.data_size, "x_real")
+        check_input(z, self.config.spec.z_size, "z")
+        work = self._d_work(len(x_real), len(z))
+        work.real[...] = self._upload(x_real)
+        loss = self._d_pass(work, self._upload(z))
+        return float(loss), self.D.to_host(self.D.grads)
+
+    @_on_device
+    def g_grads(self, z):
+        self._require_state()
+        check_input(z, self.config.spec.z_size, "z")
+        loss = self._g_pass(self._g_work(len(z)), self._upload(z))
+        return float(loss), self.G.to_host(self.G.grads)
+
+    # ----- training -----
+
+    @_on_device
+    def train_step(self, inputs: StepInputs) -> StepMetrics:
+        self._require_state()
+        if not isinstance(inputs, StepInputs):
+            raise TypeError(f"train_step takes a StepInputs, got {type(inputs).__name__}")
+        inputs.check(self.config)
+        real = self._upload(inputs.real)  # (k, B, data_size): one transfer per array
+
+        def fill_real(r, i, out):
+            out[...] = real[i]
+
+        return self._rounds(1, real.shape[1], fill_real, self._upload(inputs.z_d)[None],
+                            self._upload(inputs.z_g)[None])[0]
+
+    @_on_device
+    def set_data(self, data):
+        if not isinstance(data, np.ndarray) or not np.issubdtype(data.dtype, np.floating):
+            raise TypeError("data must be a floating-point numpy array")
+        size = self.config.spec.data_size
+        if data.ndim != 2 or data.shape[1] != size or data.shape[0] == 0:
+            raise ValueError(f"data must have shape (N > 0, {size}), got {data.shape}")
+        if not np.all(np.isfinite(data)):
+            raise ValueError("data contains NaN or Inf")
+        self._data = self._upload(data)
+
+    @_on_device
+    def train_rounds(self, index, z_d, z_g):
+        self._require_state()
+        if self._data is None:
+            raise RuntimeError("call set_data(data) before train_rounds")
+        k, m, spec = self.config.d_steps, self.config.g_steps, self.config.spec
+        if not isinstance(index, np.ndarray) or not np.issubdtype(index.dtype, np.integer):
+            raise TypeError("index must be an integer numpy array")
+        if index.ndim != 3 or index.shape[1] != k or index.shape[2] == 0:
+            raise ValueError(f"index must have shape (n, d_steps={k}, batch > 0), got {index.shape}")
+        n = index.shape[0]
+        for what, array, inner in [("z_d", z_d, k), ("z_g", z_g, m)]:
+            if not isinstance(array, np.ndarray) or not np.issubdtype(array.dtype, np.floating):
+                raise TypeError(f"{what} must be a floating-point numpy array")
+            if array.ndim != 4 or array.shape[:2] != (n, inner) or array.shape[2] == 0 or array.shape[3] != spec.z_size:
+                raise ValueError(f"{what} must have shape ({n}, {inner}, batch > 0, {spec.z_size}), got {array.shape}")
+            if not np.all(np.isfinite(array)):
+                raise ValueError(f"{what} contains NaN or Inf")
+        if n == 0:
+            return []
+        if index.min() < 0 or index.max() >= len(self._data):
+            raise ValueError(f"index has rows outside the data: values must be in [0, {len(self._data)})")
+        index_dev = self.xp.asarray(index, dtype=np.int64)  # the chunk's draws: one transfer each
+        data = self._data
+
+        def fill_real(r, i, out):
+            self.xp.take(data, index_dev[r, i], axis=0, out=out)
+
+        return self._rounds(n, index.shape[2], fill_real, self._upload(z_d), self._upload(z_g))
