@@ -1,17 +1,19 @@
-"""The JAX backend: pure functions, jax.grad, optax, one jit-compiled training round, lax.scan over rounds.
+"""The JAX backend: pure functions, jax.grad, optax, one jit-compiled training round, a device loop over rounds.
 
 State lives on the device as a pytree (`Carry`): G's and D's parameters as dicts in the interchange
 layout, both optax states, and both optimizers' step counts. Three compiled programs do all the work:
 
     train_step    one round (k D updates, then m G updates), each update inside lax.scan, as one program;
-    train_rounds  lax.scan of that round over a chunk of rounds, real batches gathered on the device from
-                  the data given to set_data; metrics come back as one (n, 7) array per chunk;
+    train_rounds  a loop (lax.fori_loop) of that round over a chunk of rounds, real batches gathered on the
+                  device from the data given to set_data; metrics come back as one (n, 7) array per chunk;
     the forward passes and gradient queries of the interface, each its own small program.
 
-Recompilation: a jitted program is traced again for every new input shape. train_rounds therefore runs a
-chunk of n rounds as scans of power-of-two lengths (n = 100 runs as 64 + 32 + 4), so however the caller
-sizes its chunks, at most floor(log2(longest chunk)) + 1 scan programs are ever compiled. `traces` counts
-how often each program's Python body ran (that is, was traced); tests hold it constant over a run.
+Recompilation: a jitted program is traced again for every new input shape. train_rounds therefore pads a
+chunk of n rounds to a capacity of the next power of two and loops over the first n only (the trip count
+is a runtime value, so no padded round is computed). A run whose chunks all have one length compiles one
+program (two with a shorter last chunk), and however the caller sizes its chunks, at most
+ceil(log2(longest chunk)) + 1 are ever compiled. `traces` counts how often each program's Python body ran
+(that is, was traced); the tests hold it constant over a run.
 
 Numbers: dtype "float64" runs with jax_enable_x64 switched on only inside this backend's own calls
 (`jax.enable_x64` as a context manager), so nothing leaks into the caller's JAX. "float32" uses full-
@@ -99,9 +101,16 @@ def _scoped(method):
     return wrapper
 
 
-def _pieces(n: int) -> list[int]:
-    """n as a sum of distinct powers of two, largest first: the scan lengths that make up a chunk."""
-    return [1 << bit for bit in reversed(range(n.bit_length())) if n >> bit & 1]
+def _bucket(n: int) -> int:
+    """The capacity a chunk of n rounds is padded to: the next power of two (1, 2, 4, 8, ...)."""
+    return 1 << (n - 1).bit_length()
+
+
+def _pad(array: np.ndarray, capacity: int) -> np.ndarray:
+    """array with zeros appended along axis 0 up to `capacity` rows (rounds that are never run)."""
+    if len(array) == capacity:
+        return array
+    return np.concatenate([array, np.zeros((capacity - len(array), *array.shape[1:]), dtype=array.dtype)])
 
 
 class JaxBackend(Backend):
@@ -175,14 +184,18 @@ class JaxBackend(Backend):
         self.traces["train_step"] += 1  # runs only while JAX traces
         return self._round(c, real, z_d, z_g)
 
-    def _traced_rounds(self, c, data, index, z_d, z_g):
-        self.traces["train_rounds"] += 1  # runs only while JAX traces: once per distinct scan length
+    def _traced_rounds(self, c, data, index, z_d, z_g, n):
+        """Rounds 0..n-1 of a padded chunk (capacity = index.shape[0] >= n; the padding never runs)."""
+        self.traces["train_rounds"] += 1  # runs only while JAX traces: once per capacity bucket
 
-        def one_round(carry, xs):
-            idx, zd, zg = xs
-            return self._round(carry, jnp.take(data, idx, axis=0), zd, zg)  # real batches: (k, B, data_size)
+        def one_round(r, state):
+            carry, table = state
+            real = jnp.take(data, index[r], axis=0)  # round r's real batches: (k, B, data_size)
+            carry, row = self._round(carry, real, z_d[r], z_g[r])
+            return carry, table.at[r].set(row)
 
-        return jax.lax.scan(one_round, c, (index, z_d, z_g))
+        table = jnp.full((index.shape[0], len(METRICS)), jnp.nan, dtype=self._np_dtype)
+        return jax.lax.fori_loop(0, n, one_round, (c, table))  # a while loop: n is a runtime value
 
     def _constrain(self, x, spec):
         if len(self.devices) == 1:
@@ -356,18 +369,14 @@ class JaxBackend(Backend):
             raise RuntimeError("call set_data(data) before train_rounds")
         carry = self._require()
         n = self._check_chunk(index, z_d, z_g)
-        tables, start = [], 0
-        for length in _pieces(n):  # power-of-two scans: a bounded number of compiled programs
-            part = slice(start, start + length)
-            carry, table = self._rounds_jit(carry, self._data,
-                                            self._put_batch(index[part], 2, strict=True, dtype=np.int32),
-                                            self._put_batch(z_d[part], 2, strict=True),
-                                            self._put_batch(z_g[part], 2, strict=True))
-            tables.append(table)
-            start += length
-        self._carry = carry
-        if not tables:
+        if n == 0:
             return []
-        metrics = self._metrics(np.concatenate(jax.device_get(tables)))  # one transfer per chunk
+        capacity = _bucket(n)
+        self._carry, table = self._rounds_jit(carry, self._data,
+                                              self._put_batch(_pad(index, capacity), 2, strict=True, dtype=np.int32),
+                                              self._put_batch(_pad(z_d, capacity), 2, strict=True),
+                                              self._put_batch(_pad(z_g, capacity), 2, strict=True),
+                                              jnp.asarray(n, dtype=jnp.int32))
+        metrics = self._metrics(np.asarray(table)[:n])  # one transfer per chunk
         self._step += n
         return metrics
