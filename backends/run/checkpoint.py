@@ -75,7 +75,7 @@ def file_name(step: int) -> str:
 def tensors_digest(tensors: dict[str, np.ndarray]) -> str:
     h = hashlib.sha256()
     for name in sorted(tensors):
-        t = np.ascontiguousarray(tensors[name])
+        t = np.array(tensors[name], order="C")
         h.update(f"{name}|{t.dtype.str}|{t.shape}|".encode())
         h.update(t.tobytes())
     return h.hexdigest()
@@ -92,7 +92,7 @@ def save(folder: str | Path, *, step: int, config: TrainConfig, params: dict, d_
     tensors = {}
     for prefix, group in (("params", params), ("d_opt", d_opt_state), ("g_opt", g_opt_state)):
         for name, value in group.items():
-            array = np.ascontiguousarray(value, dtype=np.float64)
+            array = np.array(value, dtype=np.float64, order="C")  # (ascontiguousarray would make 0-d 1-d)
             if not np.all(np.isfinite(array)):
                 raise CheckpointError(f"refusing to checkpoint round {step}: {prefix}/{name} contains NaN or Inf")
             tensors[f"{prefix}/{name}"] = array
