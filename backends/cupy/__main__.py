@@ -1,6 +1,8 @@
 """python -m backends.cupy: the shared ganspec CLI, training with the CuPy backend."""
 
+import sys
+
 from backends.cli import main
 
 if __name__ == "__main__":
-    main("cupy")
+    sys.exit(main("cupy"))

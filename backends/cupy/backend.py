@@ -74,7 +74,7 @@ def resolve_device(device: str | None):
             raise ValueError(f"bad device {device!r}: expected cuda or cuda:N with N a device number")
         usable, why = cuda_status()
         if not usable:
-            raise RuntimeError(f"device {device!r} was asked for but {why}; use device='cpu' or None")
+            raise ValueError(f"device {device!r} was asked for but {why}; use device='cpu' or None")
         index = int(index_text)
         count = cupy.cuda.runtime.getDeviceCount()
         if index >= count:
