@@ -138,13 +138,18 @@ class _Network:
 class _Pass:
     """The buffers one MLP needs on one batch size: every layer's output and the gradient with respect to it."""
 
-    def __init__(self, net: _Network, batch: int, dtype, out=None):
+    def __init__(self, net: _Network, batch: int, dtype, out=None, split: int | None = None):
         xp = net.xp
         sizes = net.spec.sizes[1:]
         self.acts = [xp.empty((batch, n), dtype=dtype) for n in sizes[:-1]]
         self.acts.append(xp.empty((batch, sizes[-1]), dtype=dtype) if out is None else out)
         self.grads = [xp.empty((batch, n), dtype=dtype) for n in sizes]
         self.input = None
+        # Stacked [real; fake] batches: bias gradients are summed per half, then added, as the loss is a sum
+        # of a real and a fake mean. This keeps structural zeros exact (WGAN's critic output bias has gradient
+        # 0 = -1 + 1, which Adam or RMSprop would otherwise blow up from rounding noise into a full step).
+        self.split = split
+        self.bias_scratch = [xp.empty(n, dtype=dtype) for n in sizes] if split is not None else None
 
     def forward(self, net: _Network, kernels, x):
         """y = MLP(x); every layer's output stays in self.acts for backward."""
@@ -171,7 +176,12 @@ class _Pass:
             if param_grads:
                 x_i = self.acts[i - 1] if i > 0 else self.input
                 xp.matmul(x_i.T, g, out=net.dW[i])  # (n_in, B) @ (B, n_out)
-                g.sum(axis=0, out=net.db[i])
+                if self.split is None:
+                    g.sum(axis=0, out=net.db[i])
+                else:
+                    g[:self.split].sum(axis=0, out=net.db[i])
+                    g[self.split:].sum(axis=0, out=self.bias_scratch[i])
+                    net.db[i] += self.bias_scratch[i]
             target = self.grads[i - 1] if i > 0 else grad_input
             if target is not None:
                 xp.matmul(g, net.W[i].T, out=target)  # (B, n_out) @ (n_out, n_in)
@@ -269,7 +279,7 @@ class _DWork:
         self.d_in = xp.empty((n_real + n_fake, spec.data_size), dtype=dt)
         self.real = self.d_in[:n_real]
         self.g_pass = _Pass(backend.G, n_fake, dt, out=self.d_in[n_real:])  # G writes the fake half
-        self.d_pass = _Pass(backend.D, n_real + n_fake, dt)
+        self.d_pass = _Pass(backend.D, n_real + n_fake, dt, split=n_real)
         self.term = xp.empty((n_real + n_fake, 1), dtype=dt)
         self.consts = backend.loss_constants(*_d_loss_signs(n_real, n_fake))
 
