@@ -1,0 +1,286 @@
+"""Generated cases: Hypothesis draws the *shape* of a problem (architecture, loss, optimizer, sizes, seeds,
+scales) and the suite draws every array from NumPy generators seeded by the case. The same arrays go to
+the float64 reference and to the backend under test, so nothing relies on two frameworks' RNGs agreeing.
+
+Arrays are not drawn element by element by Hypothesis: that would be slow for 128 x 64 batches and would
+not shrink usefully. Shrinking works on what matters: depth, widths, batch size, number of steps.
+
+This module also decides which cases are *well-posed* (`conditioning`): a ReLU pre-activation at 0 or an
+Adam step on a gradient entry at rounding-noise level has no single correct answer, and such cases are
+rejected (Hypothesis `assume`) rather than compared (margins in tolerances.py).
+"""
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+from hypothesis import strategies as st
+
+from reference import gan, mlp, optim
+from reference.train import StepInputs, TrainConfig
+
+from .tolerances import ADAPTIVE_MARGIN, KINK_MARGIN
+
+HIDDEN_ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid", "identity")
+G_OUTPUT_ACTIVATIONS = ("identity", "tanh", "sigmoid")
+SPECIAL_LOGITS = (0.0, 1e4, -1e4, 750.0, -750.0, 90.0, -90.0, 35.0, -35.0, 1e-7)
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """Upper bounds for one family of checks (multi-step checks use smaller problems)."""
+
+    max_width: int = 64
+    max_io: int = 32  # z_size and data_size
+    max_batch: int = 128
+    max_depth: int = 3
+    max_d_steps: int = 5
+    max_g_steps: int = 3
+    max_rounds: int = 1
+
+
+BIG = Sizes()
+SMALL = Sizes(max_width=24, max_io=12, max_batch=32, max_depth=3, max_d_steps=4, max_g_steps=3, max_rounds=1)
+TRAJECTORY = replace(SMALL, max_width=16, max_batch=16, max_d_steps=3, max_g_steps=2, max_rounds=4)
+
+
+@dataclass(frozen=True)
+class Case:
+    """One generated problem. All arrays come from `rng(stream)`, seeded by input_seed."""
+
+    config: TrainConfig
+    seed: int  # parameters: reference.gan.init_params(spec, seed), then scaled by param_scale
+    input_seed: int
+    batch: int
+    param_scale: float = 1.0
+    warm_state: bool = False  # start from a non-zero optimizer state at a random step count
+    rounds: int = 1
+    data_scale: float = 1.0
+    logit_scale: float = 1.0
+    special_logits: tuple = ()
+    extras: dict = field(default_factory=dict)
+
+    def rng(self, stream: int) -> np.random.Generator:
+        return np.random.default_rng([self.input_seed, stream])
+
+    # ----- the arrays -----
+
+    def initial_state(self):
+        """(params, d_opt_state, g_opt_state, step): every backend is loaded with exactly this."""
+        spec = self.config.spec
+        params = {k: v * self.param_scale for k, v in gan.init_params(spec, self.seed).items()}
+        d_opt = optim.init_state(self.config.d_optimizer, gan.network(params, "D"))
+        g_opt = optim.init_state(self.config.g_optimizer, gan.network(params, "G"))
+        step = 0
+        if self.warm_state:
+            rng = self.rng(1)
+            step = int(rng.integers(1, 100))
+            d_opt = _warm(d_opt, rng, step)
+            g_opt = _warm(g_opt, rng, int(rng.integers(1, 100)))
+        return params, d_opt, g_opt, step
+
+    def z(self, stream: int = 2) -> np.ndarray:
+        return self.rng(stream).standard_normal((self.batch, self.config.spec.z_size))
+
+    def x(self, stream: int = 3) -> np.ndarray:
+        rng = self.rng(stream)
+        return rng.standard_normal((self.batch, self.config.spec.data_size)) * self.data_scale + rng.normal()
+
+    def step_inputs(self, r: int = 0, *, z_g_stream: int | None = None) -> StepInputs:
+        """Round r's inputs (r = 0, 1, ...); z_g_stream draws a different z_g from the same real/z_d."""
+        cfg, b = self.config, self.batch
+        rng = self.rng(100 + r)
+        real = rng.standard_normal((cfg.d_steps, b, cfg.spec.data_size)) * self.data_scale + rng.normal()
+        z_d = rng.standard_normal((cfg.d_steps, b, cfg.spec.z_size))
+        z_g = rng.standard_normal((cfg.g_steps, b, cfg.spec.z_size))
+        if z_g_stream is not None:
+            z_g = self.rng(z_g_stream).standard_normal(z_g.shape)
+        return StepInputs(real, z_d, z_g)
+
+    def logits(self, stream: int) -> np.ndarray:
+        """(B, 1) logits of magnitude up to logit_scale (<= 1e4), with special values mixed in."""
+        rng = self.rng(stream)
+        out = rng.standard_normal((self.batch, 1)) * self.logit_scale
+        for i, v in enumerate(self.special_logits):
+            if i < self.batch:
+                out[rng.integers(0, self.batch), 0] = v
+        return out
+
+    def describe(self) -> str:
+        c = self.config
+        return (f"G {c.spec.generator.sizes} {c.spec.generator.hidden_activation}/{c.spec.generator.output_activation}"
+                f", D {c.spec.discriminator.sizes} {c.spec.discriminator.hidden_activation}"
+                f" (leaky slope {c.spec.discriminator.leaky_slope:g}), loss {c.spec.loss}, batch {self.batch}, "
+                f"D opt {c.d_optimizer}, G opt {c.g_optimizer}, k={c.d_steps}, m={c.g_steps}, "
+                f"clip={c.clip_value}, seed={self.seed}, input_seed={self.input_seed}, "
+                f"param_scale={self.param_scale:g}, warm_state={self.warm_state}, rounds={self.rounds}")
+
+
+def _warm(state: dict, rng: np.random.Generator, step: int) -> dict:
+    """A plausible mid-training optimizer state: moments of gradients of scale ~10^U(-3, 0)."""
+    out = {"step": np.asarray(float(step))}
+    for name, v in state.items():
+        if name == "step":
+            continue
+        scale = 10.0 ** rng.uniform(-3, 0)
+        if name.endswith(("exp_avg_sq", "square_avg")):
+            out[name] = (scale * rng.uniform(0.5, 2.0, size=v.shape)) ** 2  # second moments: positive
+        else:
+            out[name] = scale * rng.standard_normal(v.shape)
+    return out
+
+
+# ----- strategies -----
+
+@st.composite
+def mlp_specs(draw, in_size: int, out_size: int, sizes: Sizes, output_activations=("identity",)):
+    depth = draw(st.integers(0, sizes.max_depth))
+    if draw(st.booleans()):  # equal widths: square hidden layers (a transposed weight still fits there)
+        width = draw(st.sampled_from([in_size, draw(st.integers(1, sizes.max_width))]))
+        hidden = (width,) * depth
+    else:
+        hidden = tuple(draw(st.lists(st.integers(1, sizes.max_width), min_size=depth, max_size=depth)))
+    return mlp.MLPSpec(in_size, hidden, out_size,
+                       hidden_activation=draw(st.sampled_from(HIDDEN_ACTIVATIONS)),
+                       output_activation=draw(st.sampled_from(output_activations)),
+                       leaky_slope=draw(st.sampled_from([0.2, 0.01, 0.0, 0.5]) | st.floats(0.0, 0.9)))
+
+
+@st.composite
+def gan_specs(draw, sizes: Sizes, loss=None):
+    z_size = draw(st.integers(1, sizes.max_io))
+    data_size = draw(st.sampled_from([z_size, draw(st.integers(1, sizes.max_io))]))
+    generator = draw(mlp_specs(z_size, data_size, sizes, G_OUTPUT_ACTIVATIONS))
+    discriminator = draw(mlp_specs(data_size, 1, sizes))
+    return gan.GANSpec(generator, discriminator, loss or draw(st.sampled_from(gan_losses())))
+
+
+def gan_losses():
+    from reference.losses import LOSSES
+    return LOSSES
+
+
+def log_uniform(lo: float, hi: float):
+    return st.floats(np.log10(lo), np.log10(hi)).map(lambda e: float(10.0 ** e))
+
+
+@st.composite
+def optimizer_specs(draw):
+    name = draw(st.sampled_from(optim.OPTIMIZERS))
+    momentum = draw(st.just(0.0) | st.floats(0.1, 0.95)) if name != "adam" else 0.0
+    return optim.OptimizerSpec(name=name, lr=draw(log_uniform(1e-5, 3e-2)), beta1=draw(st.floats(0.0, 0.95)),
+                               beta2=draw(st.floats(0.9, 0.9999)), alpha=draw(st.floats(0.8, 0.999)),
+                               eps=draw(log_uniform(1e-8, 1e-4)), momentum=momentum)
+
+
+@st.composite
+def cases(draw, sizes: Sizes = BIG, *, loss=None, clip: str = "maybe", logits: bool = False, warm: bool = True):
+    """A Case. clip: "never" | "maybe" | "always" (then c is small enough that clipping bites)."""
+    spec = draw(gan_specs(sizes, loss))
+    seed = draw(st.integers(0, 2**32 - 1))
+    param_scale = draw(st.just(1.0) | st.floats(0.3, 3.0))
+    clip_value = None
+    if clip == "always":
+        init = gan.network(gan.init_params(spec, seed), "D")
+        largest = max(float(np.max(np.abs(v))) for v in init.values()) * param_scale
+        clip_value = largest * draw(st.floats(0.2, 0.9))
+    elif clip == "maybe" and draw(st.booleans()):
+        clip_value = draw(log_uniform(1e-3, 1.0))
+    config = TrainConfig(spec, d_optimizer=draw(optimizer_specs()), g_optimizer=draw(optimizer_specs()),
+                         batch_size=draw(st.integers(1, sizes.max_batch)),
+                         d_steps=draw(st.integers(1, sizes.max_d_steps)),
+                         g_steps=draw(st.integers(1, sizes.max_g_steps)), clip_value=clip_value)
+    return Case(config, seed, draw(st.integers(0, 2**32 - 1)), config.batch_size, param_scale=param_scale,
+                warm_state=warm and draw(st.booleans()), rounds=draw(st.integers(min(2, sizes.max_rounds),
+                                                                                  sizes.max_rounds)),
+                data_scale=draw(log_uniform(0.1, 10.0)),
+                logit_scale=draw(log_uniform(1e-2, 1e4)) if logits else 1.0,
+                special_logits=tuple(draw(st.lists(st.sampled_from(SPECIAL_LOGITS), max_size=4))) if logits else ())
+
+
+# ----- conditioning: is the case well-posed at this dtype? -----
+
+def _kinked(spec: mlp.MLPSpec, i: int) -> bool:
+    act = spec.output_activation if i == spec.num_layers - 1 else spec.hidden_activation
+    return act in ("relu", "leaky_relu")
+
+
+def kink_margin(spec: mlp.MLPSpec, params: dict, prefix: str, x: np.ndarray, *, logit: bool = False) -> float:
+    """min over ReLU-type pre-activations of |h| / (|x| @ |W| + |b|): how far from a kink, relative to the
+    rounding scale of h. With logit=True the output (whose sign an accuracy reports) counts as a kink too."""
+    worst = np.inf
+    for i in range(spec.num_layers):
+        W, b = params[f"{prefix}.{i}.weight"], params[f"{prefix}.{i}.bias"]
+        h = x @ W + b
+        if _kinked(spec, i) or (logit and i == spec.num_layers - 1):
+            bound = np.abs(x) @ np.abs(W) + np.abs(b) + 1e-300
+            worst = min(worst, float(np.min(np.abs(h) / bound)))
+        x = spec.activation(i).forward(h)
+    return worst
+
+
+def adaptive_margin(opt: optim.OptimizerSpec, state: dict, grads: dict) -> float:
+    """min over nonzero gradient entries of (sqrt(v_hat) + eps) / max|g| for Adam/RMSprop; inf for SGD."""
+    if opt.name == "sgd":
+        return np.inf
+    t = float(state["step"]) + 1.0
+    worst = np.inf
+    for name, g in grads.items():
+        gmax = float(np.max(np.abs(g)))
+        if gmax == 0.0:
+            continue
+        if opt.name == "adam":
+            v = opt.beta2 * state[f"{name}.exp_avg_sq"] + (1 - opt.beta2) * g * g
+            denom = np.sqrt(v) / np.sqrt(1 - opt.beta2**t) + opt.eps
+        else:
+            denom = np.sqrt(opt.alpha * state[f"{name}.square_avg"] + (1 - opt.alpha) * g * g) + opt.eps
+        nz = g != 0
+        if nz.any():
+            worst = min(worst, float(np.min(denom[nz])) / gmax)
+    return worst
+
+
+def forward_ok(case: Case, dtype: str, params=None, z=None, x=None) -> bool:
+    spec = case.config.spec
+    params = case.initial_state()[0] if params is None else params
+    m = KINK_MARGIN[dtype]
+    ok = True
+    if z is not None:
+        ok &= kink_margin(spec.generator, params, "G", z) > m
+    if x is not None:
+        ok &= kink_margin(spec.discriminator, params, "D", x) > m
+    return bool(ok)
+
+
+def rounds_ok(case: Case, dtype: str, inputs: list[StepInputs], state=None, *, updates=True) -> bool:
+    """Replay the rounds in the float64 reference, checking every forward pass for kinks and (with
+    updates) every adaptive optimizer step for a denominator at rounding-noise level."""
+    cfg, spec = case.config, case.config.spec
+    params, d_opt, g_opt, _ = case.initial_state() if state is None else state
+    km, am = KINK_MARGIN[dtype], ADAPTIVE_MARGIN[dtype]
+    logit = spec.loss != "wasserstein"
+    for inp in inputs:
+        for i in range(cfg.d_steps):
+            fake = gan.generate(spec, params, inp.z_d[i])
+            if (kink_margin(spec.generator, params, "G", inp.z_d[i]) <= km
+                    or kink_margin(spec.discriminator, params, "D", inp.real[i], logit=logit) <= km
+                    or kink_margin(spec.discriminator, params, "D", fake, logit=logit) <= km):
+                return False
+            if updates:
+                grads, _ = gan.d_loss_and_grads(spec, params, inp.real[i], inp.z_d[i])
+                if adaptive_margin(cfg.d_optimizer, d_opt, grads) <= am:
+                    return False
+                params, d_opt, _ = gan.d_update(spec, cfg.d_optimizer, params, d_opt, inp.real[i], inp.z_d[i],
+                                                cfg.clip_value)
+        for i in range(cfg.g_steps):
+            fake = gan.generate(spec, params, inp.z_g[i])
+            if (kink_margin(spec.generator, params, "G", inp.z_g[i]) <= km
+                    or kink_margin(spec.discriminator, params, "D", fake) <= km):
+                return False
+            if updates:
+                grads, _ = gan.g_loss_and_grads(spec, params, inp.z_g[i])
+                if adaptive_margin(cfg.g_optimizer, g_opt, grads) <= am:
+                    return False
+                params, g_opt, _ = gan.g_update(spec, cfg.g_optimizer, params, g_opt, inp.z_g[i])
+        if not updates:
+            break
+    return True
