@@ -112,8 +112,8 @@ def read_idx_bytes(path: Path) -> bytes:
 
 def parse_idx(raw: bytes, path: Path, magic: int, ndim: int) -> np.ndarray:
     """Check an IDX header (magic number, type byte 0x08, dimensions, file size) and return the uint8 array."""
-    if len(raw) < 4 + 4 * ndim:
-        raise DataError(f"{path} is too short ({len(raw)} bytes) for an IDX header with {ndim} dimensions")
+    if len(raw) < 4:
+        raise DataError(f"{path} is too short ({len(raw)} bytes) to be an IDX file")
     if raw[0] != 0 or raw[1] != 0:
         raise DataError(f"{path} is not an IDX file: it must start with two zero bytes, found {raw[:2].hex()}")
     found_magic = int.from_bytes(raw[:4], "big")
@@ -122,6 +122,8 @@ def parse_idx(raw: bytes, path: Path, magic: int, ndim: int) -> np.ndarray:
     if found_magic != magic:
         raise DataError(f"{path}: magic number is {found_magic}, expected {magic} "
                         f"({'images' if magic == IDX_IMAGES_MAGIC else 'labels'}, {ndim} dimensions)")
+    if len(raw) < 4 + 4 * ndim:
+        raise DataError(f"{path} is too short ({len(raw)} bytes) for an IDX header with {ndim} dimensions")
     dims = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
     header = 4 + 4 * ndim
     expected = header + int(np.prod(dims))
