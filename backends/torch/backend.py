@@ -3,7 +3,7 @@
 One round of training (reference/train.py) is k D updates then m G updates:
 
     D update: x_fake = G(z) under torch.no_grad() (G's output is a constant: no graph, no gradient into G),
-              D reads the real and the fake batch in one forward pass, loss.backward() fills D's .grad only,
+              D reads the real and the fake batch, loss.backward() fills D's .grad only,
               D's optimizer steps, then every D parameter is clamped to [-c, c] when clip_value is set.
     G update: D's parameters are frozen (requires_grad False) for the duration, so backward flows through
               D into x_fake = G(z) and G's parameters, D accumulates nothing and D's optimizer never steps:
@@ -50,7 +50,7 @@ def resolve_device(device) -> torch.device:
         raise ValueError(f"unknown device {device!r}; choose 'cpu', 'cuda', 'cuda:N' or None")
     if resolved.type == "cuda":
         if not torch.cuda.is_available():
-            raise RuntimeError(f"device {device!r} asked for, but torch sees no CUDA device "
+            raise ValueError(f"device {device!r} asked for, but torch sees no CUDA device "
                                f"(torch {torch.__version__}, CUDA build: {torch.version.cuda})")
         if resolved.index is not None and resolved.index >= torch.cuda.device_count():
             raise ValueError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) present")
@@ -218,13 +218,13 @@ class TorchBackend(Backend):
         real, fake = self._logits(real_out, "real_out"), self._logits(fake_out, "fake_out")
         loss = nets.d_loss(self._loss, real, fake)
         grad_real, grad_fake = torch.autograd.grad(loss, [real, fake])
-        return float(loss), self._out(grad_real), self._out(grad_fake)
+        return float(loss.detach()), self._out(grad_real), self._out(grad_fake)
 
     def g_loss(self, fake_out):
         fake = self._logits(fake_out, "fake_out")
         loss = nets.g_loss(self._loss, fake)
         (grad,) = torch.autograd.grad(loss, [fake])
-        return float(loss), self._out(grad)
+        return float(loss.detach()), self._out(grad)
 
     # ----- the D step and the G step, without updating -----
 
@@ -235,7 +235,7 @@ class TorchBackend(Backend):
         loss, _, _ = self._d_objective(self.G, self.D, self._tensor(x_real), self._tensor(z), self._loss,
                                        self._dtype, self.amp)
         grads = torch.autograd.grad(loss, [convert.parameter(self._nets, n) for n in self._names["D"]])
-        return float(loss), {n: convert.to_numpy(n, g) for n, g in zip(self._names["D"], grads, strict=True)}
+        return float(loss.detach()), {n: convert.to_numpy(n, g) for n, g in zip(self._names["D"], grads, strict=True)}
 
     def g_grads(self, z):
         self._require_state()
@@ -243,7 +243,7 @@ class TorchBackend(Backend):
         with frozen(self.D):
             loss, _ = self._g_objective(self.G, self.D, self._tensor(z), self._loss, self._dtype, self.amp)
             grads = torch.autograd.grad(loss, [convert.parameter(self._nets, n) for n in self._names["G"]])
-        return float(loss), {n: convert.to_numpy(n, g) for n, g in zip(self._names["G"], grads, strict=True)}
+        return float(loss.detach()), {n: convert.to_numpy(n, g) for n, g in zip(self._names["G"], grads, strict=True)}
 
     # ----- training -----
 
@@ -393,12 +393,17 @@ def _autocast(amp: bool):
 
 def _d_objective(G, D, real, z, kind, dtype, amp):
     """D's loss on a real batch and on G(z), with G's output a constant. Returns (loss, real_out, fake_out),
-    the outputs detached. D reads both batches in a single forward pass (one DDP forward)."""
+    the outputs detached.
+
+    D reads the two batches in two forward passes, as the reference does: each parameter's gradient is then
+    the sum of a real-batch part and a fake-batch part, like the reference's, which keeps a gradient that is
+    exactly 0 there (e.g. WGAN, a unit on the same side of its kink for every sample) exactly 0 here, instead
+    of rounding noise that Adam's or RMSprop's normalisation would blow up to ~1e-10.
+    """
     with _autocast(amp):
         with torch.no_grad():
             fake = G(z)
-        out = D(torch.cat([real, fake.to(real.dtype)])).to(dtype)
-    real_out, fake_out = out[: len(real)], out[len(real):]
+        real_out, fake_out = D(real).to(dtype), D(fake).to(dtype)
     return nets.d_loss(kind, real_out, fake_out), real_out.detach(), fake_out.detach()
 
 
