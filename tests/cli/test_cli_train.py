@@ -66,9 +66,11 @@ def test_the_cli_computes_exactly_what_reference_train_computes(tmp_path):
     assert [s for s, _ in checkpoint.list_checkpoints(run / "checkpoints")] == [7, 14, 21, 23]
 
 
-def test_defaults_come_from_the_recipe(in_tmp):
+def test_defaults_come_from_the_recipe(in_tmp, capsys):
     """No options but a short length: the non-saturating GAN on ring, with the recipe's networks and optimizers."""
-    assert main("reference", ["train", "--steps", "2", "--no-progress", "--train-size", "100"]) == 0
+    assert main("reference", ["train", "--steps", "2", "--train-size", "100"]) == 0
+    bar = capsys.readouterr().err.replace("\r", "\n").splitlines()
+    assert any("2/2" in line and "round/s" in line and "D=" in line and "acc=" in line for line in bar), bar
     (run,) = (in_tmp / "runs").iterdir()
     assert run.name.startswith("ring-nonsaturating-")
     saved = json.loads((run / "config.json").read_text())
@@ -177,6 +179,16 @@ def test_bad_flags_are_usage_errors_listing_the_choices(tmp_path, capsys):
     assert main("reference", ["train", "--dataset", "mnist", "--out", str(tmp_path / "r")]) == 1
     assert "--data-dir" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def test_float32_and_unsupported_backend_options(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert train(run, 3, "--dtype", "float32") == 0
+    ck = final_state(run)
+    assert ck.meta["backend"]["dtype"] == "float32"
+    assert all(np.array_equal(v, v.astype(np.float32)) for v in ck.params.values())  # float32 values, stored as f64
+    assert train(tmp_path / "c", 1, "--compile") == 1
+    assert "does not support --compile" in capsys.readouterr().err
 
 
 def test_an_existing_run_folder_is_never_overwritten(tmp_path, capsys):
