@@ -8,7 +8,7 @@ import warnings
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from backends.cupy import backend as cupy_backend
@@ -93,7 +93,6 @@ def test_no_state_yet():
 
 # ----- forward passes, losses and gradients: float64 against the reference -----
 
-@settings(max_examples=15)
 @given(config=gst.train_configs(), seed=gst.seeds, batch=st.integers(1, 9))
 def test_forward_losses_and_grads_match_the_reference(config, seed, batch):
     ref, cp = _pair(config, seed % 1000)
@@ -126,8 +125,9 @@ def test_losses_at_extreme_logits_are_finite_and_match(loss, real, fake):
         warnings.simplefilter("error")
         d, g = cp.d_loss(real, fake), cp.g_loss(fake)
     ref_d, ref_g = ref.d_loss(real, fake), ref.g_loss(fake)
+    scale = 1.0 + max(np.abs(real).max(), np.abs(fake).max())  # a difference of means cancels up to this
     for ours, theirs in [(d[0], ref_d[0]), (g[0], ref_g[0])]:
-        assert np.isfinite(ours) and ours == pytest.approx(theirs, rel=1e-12, abs=1e-12)
+        assert np.isfinite(ours) and ours == pytest.approx(theirs, rel=1e-12, abs=1e-14 * scale)
     for ours, theirs in [(d[1], ref_d[1]), (d[2], ref_d[2]), (g[1], ref_g[1])]:
         assert np.all(np.isfinite(ours))
         np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-15)
@@ -146,7 +146,6 @@ def test_d_grads_and_g_grads_change_nothing():
 
 # ----- training rounds -----
 
-@settings(max_examples=12)
 @given(config=gst.train_configs(), seed=gst.seeds)
 def test_rounds_match_the_reference_for_any_config(config, seed):
     """Three rounds of any loss, optimizers, k, m and clipping: parameters, state and metrics agree."""
@@ -326,7 +325,6 @@ def test_d_update_freezes_g_and_g_update_freezes_d_bitwise():
 
 
 @given(seed=gst.seeds, clip=st.floats(1e-3, 0.2))
-@settings(max_examples=10)
 def test_clipping_clamps_every_critic_parameter_like_the_reference(seed, clip):
     spec = optim.OptimizerSpec("sgd", lr=0.5)
     config = _small_config("wasserstein", d_optimizer=spec, g_optimizer=spec, clip_value=clip)
