@@ -160,15 +160,16 @@ class JaxBackend(Backend):
         if self.config.clip_value is not None:  # WGAN: every critic parameter into [-c, c]
             clip = self.config.clip_value
             d = jax.tree.map(lambda p: jnp.clip(p, -clip, clip), d)
-        metrics = [loss, jnp.mean(real_out > 0), jnp.mean(fake_out < 0),
-                   jnp.mean(real_out) - jnp.mean(fake_out), optax.global_norm(grads)]
+        share = functools.partial(jnp.mean, dtype=self._np_dtype)  # of a boolean array (JAX's default: float32)
+        metrics = [loss, share(real_out > 0), share(fake_out < 0),
+                   jnp.mean(real_out) - jnp.mean(fake_out), optax.tree.norm(grads)]
         return c._replace(d=d, d_opt=d_opt, d_count=c.d_count + 1), self._stack(metrics)
 
     def _g_update(self, c: Carry, z):
         (loss, _), grads = self._nets.g_value_and_grad(c.g, c.d, z)
         updates, g_opt = self._g_tx.update(grads, c.g_opt, c.g)
         g = optax.apply_updates(c.g, updates)
-        return c._replace(g=g, g_opt=g_opt, g_count=c.g_count + 1), self._stack([loss, optax.global_norm(grads)])
+        return c._replace(g=g, g_opt=g_opt, g_count=c.g_count + 1), self._stack([loss, optax.tree.norm(grads)])
 
     def _stack(self, values):
         return jnp.stack([jnp.asarray(v, dtype=self._np_dtype) for v in values])
