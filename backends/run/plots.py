@@ -70,6 +70,7 @@ def plot_samples(path: str | Path, samples: np.ndarray, *, real: np.ndarray | No
             ax.hist2d(xs, ys, bins=200, range=ext, cmap="Greys", norm=LogNorm(), rasterized=True)
             ax.set_xlim(ext[0])
             ax.set_ylim(ext[1])
+            ax.scatter([], [], s=12, c="0.3", marker="s", label="real (density)")  # legend entry for hist2d
         ax.scatter(finite[:, 0], finite[:, 1], s=4, c="C3", alpha=0.6, label="generated")
         ax.set_aspect("equal")
         ax.legend(loc="upper right")
