@@ -88,7 +88,7 @@ def wrap(module: torch.nn.Module, ctx: DistContext, device: torch.device) -> tor
     if not ctx.distributed:
         return module
     device_ids = [device.index] if device.type == "cuda" else None
-    return torch.nn.parallel.DistributedDataParallel(module, device_ids=device_ids, broadcast_buffers=False)
+    return torch.nn.parallel.DistributedDataParallel(module, device_ids=device_ids)
 
 
 def shard_size(batch: int, ctx: DistContext, what: str) -> int:
