@@ -18,6 +18,7 @@ kinks of ReLU and LeakyReLU (see `min_abs_preactivation` in the callers' tests).
     numerical_derivative   elementwise f: R -> R applied to an array (activations)
     numerical_gradient     scalar f of one array
     numerical_gradients    scalar f of a dict of arrays (parameters), one entry at a time
+    noise_floor            the differences' rounding error for a given function value: an atol
     relative_error         ||a - b|| / max(||a||, ||b||)
     assert_gradients_close compares arrays or dicts of arrays and names the entry that is off
 """
@@ -86,6 +87,17 @@ def numerical_gradients(f: Callable[[dict], float], params: Mapping[str, np.ndar
         raise KeyError(f"no such parameters: {unknown}")
     return {name: numerical_gradient(lambda a, name=name: f({**base, name: a}), base[name], eps, order)
             for name in names}
+
+
+def noise_floor(value: float, eps: float = 1e-4, order: int = 4) -> float:
+    """A bound on the differences' rounding error for a function whose value is `value`, for use as an atol.
+
+    Each entry's rounding error is about c u |f| / h with u = 2.2e-16, h = eps * max(1, |x|) >= eps and
+    c = 1 (order 2) or (1 + 8 + 8 + 1) / 12 = 1.5 (order 4). This returns 10x that: ~3e-11 |f| at order 4 with
+    eps 1e-4, far below any gradient that matters and above the arithmetic's noise.
+    """
+    c = 1.5 if order == 4 else 1.0
+    return 10 * c * 2.2e-16 * max(1.0, abs(float(value))) / eps
 
 
 def relative_error(a, b, floor: float = 1e-300) -> float:
