@@ -9,10 +9,10 @@ layout, both optax states, and both optimizers' step counts. Three compiled prog
     the forward passes and gradient queries of the interface, each its own small program.
 
 Recompilation: a jitted program is traced again for every new input shape. train_rounds therefore pads a
-chunk of n rounds to a capacity of the next power of two and loops over the first n only (the trip count
-is a runtime value, so no padded round is computed). A run whose chunks all have one length compiles one
-program (two with a shorter last chunk), and however the caller sizes its chunks, at most
-ceil(log2(longest chunk)) + 1 are ever compiled. `traces` counts how often each program's Python body ran
+chunk of n rounds to a capacity of the next power of two (at least MIN_CAPACITY = 32) and loops over the
+first n only (the trip count is a runtime value, so no padded round is computed). However the caller
+sizes its chunks, one program serves every chunk of up to 32 rounds, and at most
+ceil(log2(longest chunk / 32)) + 1 programs are ever compiled. `traces` counts how often each program's Python body ran
 (that is, was traced); the tests hold it constant over a run.
 
 Numbers: dtype "float64" runs with jax_enable_x64 switched on only inside this backend's own calls
@@ -101,9 +101,12 @@ def _scoped(method):
     return wrapper
 
 
+MIN_CAPACITY = 32  # chunks of up to 32 rounds share one program; padding costs a few kB of transfer, no compute
+
+
 def _bucket(n: int) -> int:
-    """The capacity a chunk of n rounds is padded to: the next power of two (1, 2, 4, 8, ...)."""
-    return 1 << (n - 1).bit_length()
+    """The capacity a chunk of n rounds is padded to: the next power of two, at least MIN_CAPACITY."""
+    return max(MIN_CAPACITY, 1 << (n - 1).bit_length())
 
 
 def _pad(array: np.ndarray, capacity: int) -> np.ndarray:
@@ -118,17 +121,27 @@ class JaxBackend(Backend):
 
     name = "jax"
 
-    def __init__(self, config: TrainConfig, *, dtype: str = "float64", device: str | None = None):
+    def __init__(self, config: TrainConfig, *, dtype: str = "float64", device: str | None = None,
+                 amp: bool = False, compile: bool = True):
+        """amp=True (the shared CLI's --amp) with dtype "float32" is the same as dtype "bfloat16": float32
+        master state, bfloat16 products. compile: JAX always compiles (jit); compile=False is refused."""
+        if not isinstance(config, TrainConfig):
+            raise TypeError(f"config must be a reference.train.TrainConfig, got {type(config).__name__}")
         if dtype not in DTYPES:
             raise ValueError(f"unknown dtype {dtype!r}; the jax backend offers {', '.join(DTYPES)}")
+        if amp and dtype == "float64":
+            raise ValueError("amp=True (bfloat16 products, float32 master state) needs dtype 'float32', not float64")
+        if not compile:
+            raise ValueError("the jax backend always compiles its programs with jax.jit; compile=False is not offered")
         super().__init__(config, dtype="float32" if dtype == "bfloat16" else dtype, device=device)
         self.dtype = dtype
+        self.amp = amp or dtype == "bfloat16"
         self._x64 = dtype == "float64"
         self._np_dtype = np.dtype(np.float64 if self._x64 else np.float32)  # storage: params, states, inputs
         self.devices = resolve_devices(device)
         self.mesh = Mesh(np.array(self.devices), ("data",))
         self._replicated = NamedSharding(self.mesh, P())
-        bf16 = dtype == "bfloat16"
+        bf16 = self.amp
         self._nets = Nets(config.spec, compute_dtype=jnp.bfloat16 if bf16 else None,
                           precision=jax.lax.Precision.DEFAULT if bf16 else jax.lax.Precision.HIGHEST)
         self._d_tx = optimizers.make(config.d_optimizer)

@@ -9,7 +9,7 @@ import pytest
 import backends
 from backends.interface import ReferenceBackend
 from backends.jax import JaxBackend
-from backends.jax.backend import resolve_devices
+from backends.jax.backend import MIN_CAPACITY, resolve_devices
 from reference import optim
 from reference.train import StepInputs
 from tests.jax.common import (
@@ -72,7 +72,7 @@ def test_train_rounds_matches_reference_and_reports_wgan_metrics():
 
 def test_compile_count_stays_constant():
     """One trace of the round program however many train_step calls; train_rounds traces once per
-    power-of-two capacity, never per chunk, and not again when chunk lengths repeat."""
+    power-of-two capacity (at least MIN_CAPACITY), never per chunk."""
     config = make_config(batch=4)
     _, jx = pair(config)
     data = np.random.default_rng(0).standard_normal((20, 2))
@@ -84,11 +84,14 @@ def test_compile_count_stays_constant():
     for n in (8, 8, 8):  # a run with a fixed chunk size compiles one program
         jx.train_rounds(*chunk(config, rng, n, len(data)))
     assert jx.traces["train_rounds"] == 1
-    for n in (5, 6, 7, 3, 4, 1, 8, 2, 7):  # capacities 8, 8, 8, 4, 4, 1, 8, 2, 8
+    for n in (5, 1, 32, 3, 2, 7):  # every chunk of up to MIN_CAPACITY rounds runs in that same program
         jx.train_rounds(*chunk(config, rng, n, len(data)))
-    assert jx.traces["train_rounds"] == 4  # capacities 8, 4, 2, 1
-    assert jx._rounds_jit._cache_size() == 4  # JAX's own count of compiled programs agrees
-    assert jx.traces["train_step"] == 1 and jx.step == 6 + 24 + 43
+    assert jx.traces["train_rounds"] == 1 and MIN_CAPACITY == 32
+    for n in (40, 33, 64, 100, 65, 128, 9):  # capacities 64, 64, 64, 128, 128, 128, 32
+        jx.train_rounds(*chunk(config, rng, n, len(data)))
+    assert jx.traces["train_rounds"] == 3  # capacities 32, 64, 128
+    assert jx._rounds_jit._cache_size() == 3  # JAX's own count of compiled programs agrees
+    assert jx.traces["train_step"] == 1 and jx.step == 6 + 24 + 50 + 439
 
 
 def test_no_rounds_is_a_no_op():
