@@ -15,6 +15,7 @@ floating-point rounding. Metrics that are batch means are averaged over ranks th
 
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 
@@ -67,15 +68,21 @@ def setup(device_type: str) -> DistContext:
             kwargs["device_id"] = torch.device("cuda", local_rank)
         dist.init_process_group(backend=backend, **kwargs)
         owns = True
+        atexit.register(_destroy_if_initialized)  # torch asks for an explicit destroy before exit
     if dist.get_world_size() != world_size:
         raise RuntimeError(f"WORLD_SIZE is {world_size} but the process group has {dist.get_world_size()} ranks")
     return DistContext(dist.get_rank(), world_size, local_rank, owns)
 
 
-def teardown(ctx: DistContext) -> None:
-    """Destroy the process group if `ctx` created it."""
-    if ctx.owns_group and dist.is_initialized():
+def _destroy_if_initialized() -> None:
+    if dist.is_initialized():
         dist.destroy_process_group()
+
+
+def teardown(ctx: DistContext) -> None:
+    """Destroy the process group if `ctx` created it (also done at exit; calling it twice is harmless)."""
+    if ctx.owns_group:
+        _destroy_if_initialized()
 
 
 def wrap(module: torch.nn.Module, ctx: DistContext, device: torch.device) -> torch.nn.Module:
