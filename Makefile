@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 train: $(STAMP)
-	$(PY) -m reference train $(ARGS)
+	$(PY) -m backends.torch train $(ARGS)
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -26,4 +26,3 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
