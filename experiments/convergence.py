@@ -16,6 +16,12 @@ Two things to see (Goodfellow et al. 2014; the primer's "convergence" chapter):
 
 import sys
 
+if not __package__:  # run as `python experiments/<name>.py`: import it as a package module, as -m does
+    import pathlib
+
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+    __package__ = "experiments"
+
 import numpy as np
 
 from reference import data, gan, recipes, train

@@ -20,6 +20,12 @@ Three measurements:
 
 import sys
 
+if not __package__:  # run as `python experiments/<name>.py`: import it as a package module, as -m does
+    import pathlib
+
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+    __package__ = "experiments"
+
 import numpy as np
 
 from reference import data, gan, losses, optim, recipes, train
@@ -141,9 +147,9 @@ def main(argv=None):
                      f"non-saturating {r['nonsaturating']:.2e}")
     lines.append("3. rounds until |mean of G's samples - 4| < 0.5, D pretrained alone first (checked every 10 rounds):")
     for (g_opt, loss, seed), (d_fake, reached, means) in results["training"].items():
+        outcome = f"reached after {reached} rounds" if reached is not None else "not reached within the run"
         lines.append(f"   G optimizer {g_opt:4s} loss {loss:13s} seed {seed}: D(G(z)) after pretraining {d_fake:.1e}, "
-                     (f"reached after {reached} rounds, " if reached is not None else "not reached within the run, ")
-                     + f"mean after 50 rounds {means[min(5, len(means) - 1)]:.2f}")
+                     f"{outcome}, mean after 50 rounds {means[min(5, len(means) - 1)]:.2f}")
     lines.append(f"wrote {figure(results, args.out_dir)}")
     report(lines)
     return 0

@@ -20,6 +20,12 @@ prod(n_i c)); what matters is that it settles at a steady value instead of decay
 
 import sys
 
+if not __package__:  # run as `python experiments/<name>.py`: import it as a package module, as -m does
+    import pathlib
+
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+    __package__ = "experiments"
+
 import numpy as np
 
 from reference import data, gan, optim, recipes

@@ -19,6 +19,12 @@ two batches (sort both and average |x_(i) - y_(i)|), because any pairing of the 
 
 import sys
 
+if not __package__:  # run as `python experiments/<name>.py`: import it as a package module, as -m does
+    import pathlib
+
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+    __package__ = "experiments"
+
 import numpy as np
 
 from reference import data, gan, optim, recipes
