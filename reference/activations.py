@@ -13,14 +13,20 @@ ReLU and LeakyReLU have no derivative at h = 0. We take the left-hand value ther
 leaky_relu'(0) = slope), the same choice torch and JAX make, so every implementation agrees.
 """
 
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
 
 
 def sigmoid(h):
-    """sigma(h) = 1 / (1 + exp(-h)), written as (1 + tanh(h/2)) / 2 so it never overflows."""
-    return 0.5 * (1.0 + np.tanh(0.5 * h))
+    """sigma(h) = 1 / (1 + e^-h), computed so that e^(...) never overflows and tiny values stay accurate.
+
+    For h >= 0 we use 1 / (1 + e^-h); for h < 0 the same value written as e^h / (1 + e^h).
+    Either way the exponential is e^-|h|, which lies in (0, 1].
+    """
+    e = np.exp(-np.abs(h))  # e^-|h|, same shape as h
+    return np.where(h >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
 @dataclass(frozen=True)
@@ -82,6 +88,7 @@ def get_activation(name: str, slope: float = 0.2) -> Activation:
     """Look an activation up by name; `slope` is LeakyReLU's negative-side slope."""
     if name not in ACTIVATIONS:
         raise ValueError(f"unknown activation {name!r}; choose one of {', '.join(ACTIVATIONS)}")
-    if name == "leaky_relu" and not (np.isfinite(slope) and 0.0 <= slope < 1.0):
+    valid_number = isinstance(slope, numbers.Real) and not isinstance(slope, bool) and np.isfinite(slope)
+    if name == "leaky_relu" and not (valid_number and 0.0 <= slope < 1.0):
         raise ValueError(f"leaky_relu slope must be in [0, 1), got {slope!r}")
     return Activation(name, slope if name == "leaky_relu" else 0.0)

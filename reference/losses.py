@@ -6,7 +6,7 @@ real. Writing the log-probabilities in terms of l avoids ever computing log(0):
     log D(x)       = log sigmoid(l)  = -softplus(-l)        softplus(u) = log(1 + e^u)
     log(1 - D(x))  = log sigmoid(-l) = -softplus(l)
     d/dl softplus(l)  = sigmoid(l)
-    d/dl softplus(-l) = -sigmoid(-l) = sigmoid(l) - 1
+    d/dl softplus(-l) = -sigmoid(-l)            (equal to sigmoid(l) - 1, but exact for large l)
 
 softplus(u) is computed as logaddexp(0, u), which is exact and finite for any finite u, so every loss
 below is finite for logits of any size (tested up to |l| = 1e4). Every loss is a mean over the batch;
@@ -43,12 +43,12 @@ def minimax_d_loss(real_logits, fake_logits):
     """-E[log D(x)] - E[log(1 - D(G(z)))] = mean softplus(-l_real) + mean softplus(l_fake).
 
     This is the binary cross-entropy with real labelled 1 and fake labelled 0.
-        dL/dl_real = (sigmoid(l_real) - 1) / B_real
+        dL/dl_real = -sigmoid(-l_real) / B_real
         dL/dl_fake = sigmoid(l_fake) / B_fake
     """
     n_real, n_fake = len(real_logits), len(fake_logits)
     loss = softplus(-real_logits).mean() + softplus(fake_logits).mean()
-    grad_real = (sigmoid(real_logits) - 1.0) / n_real  # (B_real, 1)
+    grad_real = -sigmoid(-real_logits) / n_real  # (B_real, 1)
     grad_fake = sigmoid(fake_logits) / n_fake  # (B_fake, 1)
     return float(loss), grad_real, grad_fake
 
@@ -72,13 +72,13 @@ def minimax_g_loss(fake_logits):
 def nonsaturating_g_loss(fake_logits):
     """The modified ("non-saturating") generator loss: -E[log D(G(z))] = mean softplus(-l_fake).
 
-        dL/dl_fake = (sigmoid(l_fake) - 1) / B
+        dL/dl_fake = -sigmoid(-l_fake) / B
 
     As l_fake -> -inf this tends to -1/B, not 0: G keeps a strong gradient while D rejects its samples.
     """
     n = len(fake_logits)
     loss = softplus(-fake_logits).mean()
-    grad = (sigmoid(fake_logits) - 1.0) / n  # (B, 1)
+    grad = -sigmoid(-fake_logits) / n  # (B, 1)
     return float(loss), grad
 
 

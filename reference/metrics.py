@@ -32,6 +32,9 @@ class ModeMetrics:
 
 def mode_metrics(samples: np.ndarray, modes: np.ndarray, sigma: float) -> ModeMetrics:
     """samples (N, d), modes (K, d): the PacGAN mode metrics of the samples."""
+    samples, modes = np.asarray(samples, dtype=np.float64), np.asarray(modes, dtype=np.float64)
+    if not (np.isfinite(sigma) and sigma > 0):
+        raise ValueError(f"sigma must be a positive number, got {sigma!r}")
     if samples.ndim != 2 or samples.shape[1] != modes.shape[1] or len(samples) == 0:
         raise ValueError(f"samples must have shape (N > 0, {modes.shape[1]}), got {samples.shape}")
     if not np.all(np.isfinite(samples)):

@@ -15,6 +15,7 @@ The names are torch.optim's, and every formula below is the one torch.optim impl
 included), so a torch backend configured the same way must agree to rounding error.
 """
 
+import numbers
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -39,7 +40,7 @@ class OptimizerSpec:
             raise ValueError(f"unknown optimizer {self.name!r}; choose one of {', '.join(OPTIMIZERS)}")
         for field in ("lr", "beta1", "beta2", "alpha", "eps", "momentum"):
             value = getattr(self, field)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not np.isfinite(value):
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
                 raise ValueError(f"optimizer {field} must be a finite number, got {value!r}")
         if self.lr <= 0:
             raise ValueError(f"optimizer lr must be positive, got {self.lr}")
@@ -50,7 +51,7 @@ class OptimizerSpec:
                 raise ValueError(f"optimizer {field} must be in [0, 1), got {getattr(self, field)}")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {k: float(v) if k != "name" else v for k, v in asdict(self).items()}
 
 
 def state_names(spec: OptimizerSpec, param_names) -> list[str]:
@@ -76,7 +77,7 @@ def init_state(spec: OptimizerSpec, params: dict) -> dict:
 def step(spec: OptimizerSpec, params: dict, grads: dict, state: dict):
     """Apply one update to every parameter that has a gradient. Returns (new_params, new_state)."""
     t = state["step"] + 1.0  # the number of this update, counting from 1
-    new_params, new_state = dict(params), {"step": t}
+    new_params, new_state = dict(params), {**state, "step": t}  # buffers of params without a gradient are kept
     for name, g in grads.items():
         p = params[name]
         if spec.name == "sgd":

@@ -7,6 +7,7 @@ and the inputs: the same inputs replay the same run bit for bit, and two impleme
 inputs can be compared step by step.
 """
 
+import numbers
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -31,7 +32,9 @@ class TrainConfig:
             n = getattr(self, what)
             if isinstance(n, bool) or not isinstance(n, int | np.integer) or n <= 0:
                 raise ValueError(f"{what} must be a positive int, got {n!r}")
-        if self.clip_value is not None and not (np.isfinite(self.clip_value) and self.clip_value > 0):
+        clip = self.clip_value
+        if clip is not None and (isinstance(clip, bool) or not isinstance(clip, numbers.Real)
+                                 or not (np.isfinite(clip) and clip > 0)):
             raise ValueError(f"clip_value must be a positive number or None, got {self.clip_value!r}")
 
     def to_dict(self) -> dict:
@@ -158,8 +161,14 @@ def train(config: TrainConfig, data: np.ndarray, steps: int, seed: int, on_step=
     np.random.default_rng([seed, 2]). on_step(state, metrics) is called after every round.
     Returns the final TrainState.
     """
+    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 0:
+        raise ValueError(f"steps must be a non-negative int, got {steps!r}")
     if not isinstance(data, np.ndarray) or data.ndim != 2 or data.shape[1] != config.spec.data_size:
         raise ValueError(f"data must be an array of shape (N, {config.spec.data_size})")
+    if len(data) == 0:
+        raise ValueError("data is empty: it needs at least one sample")
+    if not np.issubdtype(data.dtype, np.floating):
+        raise TypeError(f"data must be a floating-point array, got dtype {data.dtype}")
     if not np.all(np.isfinite(data)):
         raise ValueError("data contains NaN or Inf")
     state = TrainState.initial(config, seed)

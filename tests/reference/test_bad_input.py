@@ -110,8 +110,6 @@ def test_optimizer_hyperparameters(field, value, match):
         optim.OptimizerSpec("adam", **{field: value})
 
 
-@pytest.mark.xfail(strict=True, reason="reference/optim.py OptimizerSpec.__post_init__ accepts only Python int/float: "
-                                       "np.float32(0.1) is rejected as 'not a finite number' (reported)")
 def test_numpy_floats_are_hyperparameters():
     assert optim.OptimizerSpec("adam", lr=np.float32(0.5)).lr == 0.5
 
@@ -207,8 +205,6 @@ def test_train_checks_the_data(config, bad, match):
         train.train(config, bad(good), 2, seed=0)
 
 
-@pytest.mark.xfail(strict=True, reason="reference/train.py train() does not validate steps: -1 trains nothing "
-                                       "silently, 2.5 fails inside range() (reported)")
 @pytest.mark.parametrize("steps", [-1, 2.5])
 def test_train_checks_steps(config, steps):
     good = data.get_dataset("ring").sample(64, np.random.default_rng(0))
@@ -216,8 +212,6 @@ def test_train_checks_steps(config, steps):
         train.train(config, good, steps, seed=0)
 
 
-@pytest.mark.xfail(strict=True, reason="reference/train.py train() accepts an empty or integer dataset and fails "
-                                       "later with numpy's 'high <= 0' / a StepInputs message (reported)")
 @pytest.mark.parametrize("bad", [np.zeros((0, 2)), np.zeros((8, 2), dtype=np.int64)], ids=["empty", "int"])
 def test_train_rejects_empty_or_integer_data(config, bad):
     with pytest.raises((ValueError, TypeError), match="data"):
@@ -268,8 +262,6 @@ def test_mode_metrics_checks_samples(samples, match):
         metrics.mode_metrics(samples, data.ring_modes(), 0.01)
 
 
-@pytest.mark.xfail(strict=True, reason="reference/metrics.py mode_metrics does not check sigma: 0 or a negative "
-                                       "sigma silently gives 0% high-quality samples (reported)")
 @pytest.mark.parametrize("sigma", [0.0, -0.01])
 def test_mode_metrics_checks_sigma(sigma):
     with pytest.raises(ValueError, match="sigma"):

@@ -188,8 +188,6 @@ def test_matches_torch_optim(spec, seed, steps, grad_scale):
                                        atol=1e-300)
 
 
-@pytest.mark.xfail(strict=True, reason="reference/optim.py step() builds new_state only from the parameters in grads, "
-                                       "so the buffers of a parameter without a gradient are dropped (reported)")
 def test_state_of_parameters_without_a_gradient_is_kept():
     spec = optim.OptimizerSpec("adam")
     params = {"a": np.ones(2), "b": np.ones(2)}
