@@ -70,7 +70,7 @@ def summarise(checks):
             "first_8": None if reached is None else checks[reached]["step"], "checks_below_8_after": drops}
 
 
-def figure(results, out_dir):
+def figure(results, out_dir, name="mode_collapse.png"):
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
     colors = {loss: f"C{i}" for i, loss in enumerate(LOSSES)}
@@ -89,22 +89,34 @@ def figure(results, out_dir):
     axes[0].legend(fontsize=8, title="loss (line style: seed)", title_fontsize=8)
     axes[0].set_title("ring: modes captured over training")
     axes[1].set_title("ring: share of samples within 3 sigma of a mode")
-    return save_figure(fig, out_dir, "mode_collapse.png")
+    return save_figure(fig, out_dir, name)
 
 
 def main(argv=None):
-    args = parser(__doc__).parse_args(argv)
-    seeds = (args.seed,) if args.quick else (args.seed, args.seed + 1, args.seed + 2)
-    steps = 250 if args.quick else 2500
-    results = run(seeds=seeds, steps=steps, check_every=50 if args.quick else 250)
+    p = parser(__doc__)
+    p.add_argument("--losses", nargs="+", choices=LOSSES, default=list(LOSSES), help="default: all three")
+    p.add_argument("--seeds", type=int, default=3, help="how many seeds, from --seed on (default %(default)s)")
+    p.add_argument("--steps", type=int, default=2500, help="training rounds per run (default %(default)s)")
+    p.add_argument("--check-every", type=int, default=250, help="rounds between mode checks (default %(default)s)")
+    args = p.parse_args(argv)
+    for what in ("seeds", "steps", "check_every"):
+        if getattr(args, what) <= 0:
+            p.error(f"--{what.replace('_', '-')} must be positive, got {getattr(args, what)}")
+    if args.check_every > args.steps:
+        p.error(f"--check-every ({args.check_every}) must not exceed --steps ({args.steps})")
+    seeds = tuple(range(args.seed, args.seed + (1 if args.quick else args.seeds)))
+    steps, check_every = (250, 50) if args.quick else (args.steps, args.check_every)
+    results = run(seeds=seeds, steps=steps, check_every=check_every, losses=tuple(args.losses))
+    name = "mode_collapse.png" if args.steps == 2500 else f"mode_collapse_{args.steps}_rounds.png"
     lines = [f"ring, recipe settings, {steps} rounds, 2,500 samples per check"]
     for (loss, seed), checks in results.items():
         s = summarise(checks)
-        lines.append(f"{loss:13s} seed {seed}: modes over time {[c['modes_captured'] for c in checks]}; final "
+        lines.append(f"{loss:13s} seed {seed}: modes over time {[c['modes_captured'] for c in checks]}, "
+                     f"high-quality % {[round(100 * c['high_quality']) for c in checks]}; final "
                      f"{s['final']}/8, high quality {100 * s['final_high_quality']:.1f}%, reverse KL "
                      f"{s['final_reverse_kl']:.3f}; first 8/8 at round {s['first_8']}, later checks below 8: "
                      f"{s['checks_below_8_after']}")
-    lines.append(f"wrote {figure(results, args.out_dir)}")
+    lines.append(f"wrote {figure(results, args.out_dir, name)}")
     report(lines)
     return 0
 

@@ -108,11 +108,12 @@ def run(seeds=(0, 1, 2), pretrain=500, rounds=300, check_every=10):
 def figure(results, out_dir):
     plt = pyplot()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.8))
-    for kind, style in zip(G_LOSSES, ("-", "--"), strict=True):
-        ax1.loglog(results["d_values"], results["logit_grads"][kind], style, label=f"{kind}: |dL/dlogit|")
+    for kind, style, color in zip(G_LOSSES, ("-", "--"), ("C3", "C2"), strict=True):
+        ax1.loglog(results["d_values"], results["logit_grads"][kind], style, color=color,
+                   label=f"{kind}: |dL/dlogit|")
         rows = results["param_grads"]
         ax1.loglog([r["d_fake"] for r in rows], [r[kind] for r in rows], "o" if kind == "minimax" else "s",
-                   label=f"{kind}: |grad of G's params|")
+                   color=color, label=f"{kind}: |grad of G's params|")
     ax1.set_xlabel("D(G(z))")
     ax1.set_ylabel("gradient magnitude")
     ax1.set_title("the saturating loss's gradient vanishes as D(G(z)) -> 0")
