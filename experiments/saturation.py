@@ -4,7 +4,7 @@ With l the logit D gives a fake sample and D(G(z)) = sigmoid(l), the two generat
 reference/losses.py have the per-sample gradients (Goodfellow et al. 2014, section 3)
 
     minimax (saturating)   L = log(1 - sigmoid(l)) = -softplus(l)    dL/dl = -sigmoid(l)      -> 0 as D(G(z)) -> 0
-    non-saturating         L = -log sigmoid(l)     = softplus(-l)    dL/dl = sigmoid(l) - 1   -> -1
+    non-saturating         L = -log sigmoid(l)     = softplus(-l)    dL/dl = -sigmoid(-l)     -> -1
 
 Three measurements:
 
