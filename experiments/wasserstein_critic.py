@@ -86,6 +86,8 @@ def figure(results, out_dir):
         ax2.semilogy(np.arange(1, len(r["max_param"]) + 1), r["max_param"], label=label)
         if clip is not None:
             ax2.axhline(clip, color="gray", ls=":", label=f"c = {clip}")
+            ax1.loglog([row["step"] for row in r["rows"]], [r["bound"] * row["w1"] for row in r["rows"]], ":",
+                       color="gray", label=f"bound L * W1 for c = {clip}")
     ax1.set_xlabel("critic update")
     ax1.set_ylabel("critic gap  mean C(x) - mean C(G(z))")
     ax1.set_title("unclipped critic scores grow without bound")
