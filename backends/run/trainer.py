@@ -7,7 +7,8 @@ The backend gets the training set once (`set_data`) and then chunks of rounds (`
 is a deterministic function of its options and seed whatever the chunk sizes, and the checkpoint, which
 stores the Generator's state after its round, resumes it bit for bit.
 
-Chunks end at every log / sample / checkpoint boundary; in between, their length adapts so that one
+Chunks end at every sample / checkpoint boundary (logging needs no boundary: train_rounds returns every
+round's metrics, and the log keeps every log_every-th); in between, their length adapts so that one
 chunk takes about a quarter of a second (the progress bar and Ctrl-C stay responsive), within a memory
 cap on the drawn arrays.
 
@@ -160,7 +161,7 @@ class Trainer:
 
     def _next_boundary(self, step: int, total: int) -> int:
         nxt = total
-        for every in (self.opts["log_every"], self.opts["sample_every"], self.opts["checkpoint_every"]):
+        for every in (self.opts["sample_every"], self.opts["checkpoint_every"]):
             nxt = min(nxt, (step // every + 1) * every)
         return nxt
 
