@@ -1,6 +1,6 @@
 """Mode collapse on the 8-Gaussian ring: modes captured over training, per loss and seed.
 
-Mode collapse (Goodfellow 2016; Metz et al. 2017): G puts its samples on a few of the data's modes, each
+Mode collapse (Metz et al. 2017): G puts its samples on a few of the data's modes, each
 over-optimised against the current D, and may rotate between them. The ring of 8 Gaussians (reference/
 data.py, the 2D-ring of Lin et al. 2018) makes it measurable: reference/metrics.py's mode_metrics counts the
 modes that receive at least one "high-quality" sample (within 3 standard deviations of the mode), the share of
