@@ -2,7 +2,10 @@
 
 A recipe turns a dataset name and a loss name into a full TrainConfig plus a default number of rounds.
 Any field can be overridden. The defaults were chosen by experiment on this project's 2-core CPU
-(see docs/): the non-saturating GAN on `ring` reaches all 8 modes with most samples high-quality.
+(see docs/course): with seed 0 the non-saturating GAN on `ring` reaches all 8 modes with 81% of its
+samples high-quality after 5,000 rounds. Mode coverage depends on the seed, as it does for every GAN on
+this data (PacGAN's Table 1 reports 6.3 of 8 modes on average for a plain GAN): seeds 1 and 2 reach
+5 and 8 modes.
 
     minimax / nonsaturating:  Adam(lr 1e-3, betas (0.5, 0.999)) for both networks, k = m = 1
     wasserstein:              RMSprop(lr 5e-5) for both, k = 5 critic steps per G step, clip c = 0.01
