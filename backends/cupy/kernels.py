@@ -82,7 +82,9 @@ def _build(xp) -> SimpleNamespace:
 
     @_fuser(prefix + "bias_sigmoid")
     def bias_sigmoid(h, b, slope):
-        h[...] = 0.5 * (1.0 + tanh(0.5 * (h + b)))  # sigmoid without overflow, as the reference writes it
+        t = h + b
+        e = exp(-absolute(t))  # in (0, 1]: never overflows, and tiny sigmoids keep their relative accuracy
+        h[...] = where(t >= 0, 1.0, e) / (1.0 + e)
 
     # ----- backward through an activation: g <- g * f'(h), written from y = f(h) -----
 

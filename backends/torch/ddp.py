@@ -75,8 +75,14 @@ def setup(device_type: str) -> DistContext:
 
 
 def _destroy_if_initialized() -> None:
+    """Wait for every rank, then destroy the group. Without the barrier a rank that finishes first can tear
+    down its gloo connections while a peer's last collective is still in flight, which aborts the process
+    ("terminate called without an active exception"), seen under load on a 2-core machine."""
     if dist.is_initialized():
-        dist.destroy_process_group()
+        try:
+            dist.barrier()
+        finally:
+            dist.destroy_process_group()
 
 
 def teardown(ctx: DistContext) -> None:
