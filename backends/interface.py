@@ -60,7 +60,20 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def load_state(self, params: dict, d_opt_state: dict, g_opt_state: dict, step: int) -> None:
-        """Replace the whole training state. Must validate names and shapes (gan.check_params)."""
+        """Replace the whole training state. Call `check_state` first: nothing may change if it raises."""
+
+    def check_state(self, params: dict, d_opt_state: dict, g_opt_state: dict, step: int) -> tuple[int, int]:
+        """Validate a whole state against this backend's config; return the (D, G) optimizer step counts.
+
+        Parameters: the spec's names and shapes, finite floats (gan.check_params). Optimizer states: the
+        configured optimizers' names and shapes, finite, whole step counts (optim.check_state). step: an int >= 0.
+        """
+        gan.check_params(self.config.spec, params)
+        if isinstance(step, bool) or not isinstance(step, int | np.integer) or step < 0:
+            raise ValueError(f"step must be a non-negative int, got {step!r}")
+        d_step = optim.check_state(self.config.d_optimizer, gan.network(params, "D"), d_opt_state, "D")
+        g_step = optim.check_state(self.config.g_optimizer, gan.network(params, "G"), g_opt_state, "G")
+        return d_step, g_step
 
     @abc.abstractmethod
     def export_params(self) -> dict[str, np.ndarray]:
@@ -156,13 +169,7 @@ class ReferenceBackend(Backend):
         return self._state
 
     def load_state(self, params, d_opt_state, g_opt_state, step):
-        gan.check_params(self.config.spec, params)
-        for what, opt, state, net in [("D", self.config.d_optimizer, d_opt_state, "D"),
-                                      ("G", self.config.g_optimizer, g_opt_state, "G")]:
-            expected = set(optim.state_names(opt, gan.network(params, net)))
-            if set(state) != expected:
-                raise ValueError(f"{what} optimizer state does not match the config: missing "
-                                 f"{sorted(expected - set(state))}, unexpected {sorted(set(state) - expected)}")
+        self.check_state(params, d_opt_state, g_opt_state, step)
         self._state = TrainState(self._cast(params), self._cast(d_opt_state), self._cast(g_opt_state), int(step))
 
     def export_params(self):

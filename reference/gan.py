@@ -79,6 +79,8 @@ def check_params(spec: GANSpec, params: dict):
             raise TypeError(f"parameter {name} must be a floating-point numpy array")
         if value.shape != shape:
             raise ValueError(f"parameter {name} has shape {value.shape}, expected {shape}")
+        if not np.all(np.isfinite(value)):
+            raise ValueError(f"parameter {name} contains NaN or Inf")
 
 
 def network(params: dict, prefix: str) -> dict:

@@ -54,23 +54,54 @@ class OptimizerSpec:
         return {k: float(v) if k != "name" else v for k, v in asdict(self).items()}
 
 
-def state_names(spec: OptimizerSpec, param_names) -> list[str]:
-    """The per-parameter buffers this optimizer keeps, in interchange order (plus "step")."""
+def buffer_names(spec: OptimizerSpec) -> list[str]:
+    """The buffers this optimizer keeps for every parameter (torch.optim's names)."""
     if spec.name == "sgd":
-        suffixes = ["momentum_buffer"] if spec.momentum > 0 else []
-    elif spec.name == "adam":
-        suffixes = ["exp_avg", "exp_avg_sq"]
-    else:
-        suffixes = ["square_avg"] + (["momentum_buffer"] if spec.momentum > 0 else [])
-    return ["step"] + [f"{p}.{s}" for p in param_names for s in suffixes]
+        return ["momentum_buffer"] if spec.momentum > 0 else []
+    if spec.name == "adam":
+        return ["exp_avg", "exp_avg_sq"]
+    return ["square_avg"] + (["momentum_buffer"] if spec.momentum > 0 else [])
+
+
+def state_names(spec: OptimizerSpec, param_names) -> list[str]:
+    """Every entry of this optimizer's state, in interchange order: "step", then each parameter's buffers."""
+    return ["step"] + [f"{p}.{s}" for p in param_names for s in buffer_names(spec)]
+
+
+def check_state(spec: OptimizerSpec, params: dict, state: dict, what: str) -> int:
+    """Raise a clear error unless `state` is this optimizer's state for `params`; return the step count.
+
+    Checks the names, that every buffer is a finite float array of its parameter's shape, and that "step"
+    is a whole number >= 0. `what` names the network ("D" or "G") in the messages.
+    """
+    if not isinstance(state, dict):
+        raise TypeError(f"{what} optimizer state must be a dict, got {type(state).__name__}")
+    expected = state_names(spec, params)
+    missing, extra = set(expected) - set(state), set(state) - set(expected)
+    if missing or extra:
+        raise ValueError(f"{what} optimizer state does not match the config ({spec.name}, momentum {spec.momentum}): "
+                         f"missing {sorted(missing)}, unexpected {sorted(extra)}")
+    for name in expected:
+        value = state[name]
+        if not isinstance(value, np.ndarray) or not np.issubdtype(value.dtype, np.floating):
+            raise TypeError(f"{what} optimizer state {name} must be a floating-point numpy array")
+        shape = () if name == "step" else np.shape(params[name.rsplit(".", 1)[0]])
+        if value.shape != shape:
+            raise ValueError(f"{what} optimizer state {name} has shape {value.shape}, expected {shape}")
+        if not np.all(np.isfinite(value)):
+            raise ValueError(f"{what} optimizer state {name} contains NaN or Inf")
+    step = float(state["step"])
+    if step < 0 or step != np.floor(step):
+        raise ValueError(f"{what} optimizer state step must be a non-negative whole number, got {step}")
+    return int(step)
 
 
 def init_state(spec: OptimizerSpec, params: dict) -> dict:
     """A fresh state: step 0 and every buffer zero (as torch creates them on the first step)."""
     state = {"step": np.zeros((), dtype=np.float64)}
-    for name in state_names(spec, params)[1:]:
-        param_name = name.rsplit(".", 1)[0]
-        state[name] = np.zeros_like(params[param_name])
+    for param_name in params:
+        for buffer in buffer_names(spec):
+            state[f"{param_name}.{buffer}"] = np.zeros_like(params[param_name])
     return state
 
 

@@ -32,7 +32,7 @@ from collections import OrderedDict
 import numpy as np
 
 from backends.interface import Backend
-from reference import gan, optim
+from reference import optim
 from reference.mlp import MLPSpec, check_input
 from reference.train import StepInputs, StepMetrics, TrainConfig
 
@@ -193,13 +193,7 @@ class _Optimizer:
     def __init__(self, spec: optim.OptimizerSpec, net: _Network, kernels, dtype):
         self.spec, self.net, self.kernels = spec, net, kernels
         self.t = 0
-        if spec.name == "sgd":
-            suffixes = ["momentum_buffer"] if spec.momentum > 0 else []
-        elif spec.name == "adam":
-            suffixes = ["exp_avg", "exp_avg_sq"]
-        else:
-            suffixes = ["square_avg"] + (["momentum_buffer"] if spec.momentum > 0 else [])
-        self.buffers = {suffix: net.xp.zeros(net.size, dtype=dtype) for suffix in suffixes}
+        self.buffers = {suffix: net.xp.zeros(net.size, dtype=dtype) for suffix in optim.buffer_names(spec)}
 
     def update(self):
         """Apply one update to the network's parameters from the network's gradient buffer."""
@@ -230,29 +224,12 @@ class _Optimizer:
                 state[f"{name}.{suffix}"] = host[suffix][name]
         return state
 
-    def load(self, state: dict, what: str):
-        expected = set(optim.state_names(self.spec, self.net.names))
-        if set(state) != expected:
-            raise ValueError(f"{what} optimizer state does not match the config: missing "
-                             f"{sorted(expected - set(state))}, unexpected {sorted(set(state) - expected)}")
-        step = np.asarray(state["step"])
-        if step.shape != () or not np.isfinite(step) or step < 0 or step != np.round(step):
-            raise ValueError(f"{what} optimizer state 'step' must be a non-negative whole number, got {step!r}")
-        flats = {}
-        for suffix in self.buffers:
-            values = {}
-            for name, shape in zip(self.net.names, self.net.shapes, strict=True):
-                value = state[f"{name}.{suffix}"]
-                if not isinstance(value, np.ndarray) or not np.issubdtype(value.dtype, np.floating):
-                    raise TypeError(f"{what} optimizer state {name}.{suffix} must be a floating-point numpy array")
-                if value.shape != shape:
-                    raise ValueError(f"{what} optimizer state {name}.{suffix} has shape {value.shape}, "
-                                     f"expected {shape}")
-                values[name] = value
-            flats[suffix] = self.net.from_host(values)
-        for suffix, flat in flats.items():  # only now that everything is valid
-            self.buffers[suffix][...] = self.net.xp.asarray(flat, dtype=self.buffers[suffix].dtype)
-        self.t = int(step)
+    def load(self, state: dict):
+        """Take an interchange state already validated by Backend.check_state."""
+        for suffix, buffer in self.buffers.items():
+            flat = self.net.from_host({name: state[f"{name}.{suffix}"] for name in self.net.names})
+            buffer[...] = self.net.xp.asarray(flat, dtype=buffer.dtype)
+        self.t = int(state["step"])
 
 
 # ----- workspaces: the buffers of one D step or one G step at one batch size -----
@@ -422,15 +399,10 @@ class CupyBackend(Backend):
 
     @_on_device
     def load_state(self, params, d_opt_state, g_opt_state, step):
-        gan.check_params(self.config.spec, params)
-        if isinstance(step, bool) or not isinstance(step, int | np.integer) or step < 0:
-            raise ValueError(f"step must be a non-negative int, got {step!r}")
-        for name, value in params.items():
-            if not np.all(np.isfinite(value)):
-                raise ValueError(f"parameter {name} contains NaN or Inf")
+        self.check_state(params, d_opt_state, g_opt_state, step)
         g_flat, d_flat = self.G.from_host(params), self.D.from_host(params)
-        self.d_opt.load(d_opt_state, "D")  # validates before writing anything of its own
-        self.g_opt.load(g_opt_state, "G")
+        self.d_opt.load(d_opt_state)
+        self.g_opt.load(g_opt_state)
         self.G.params[...] = self.xp.asarray(g_flat, dtype=self.np_dtype)
         self.D.params[...] = self.xp.asarray(d_flat, dtype=self.np_dtype)
         self._step = int(step)

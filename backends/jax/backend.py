@@ -40,7 +40,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from backends.interface import Backend
-from reference import gan, mlp
+from reference import mlp
 from reference.train import StepInputs, StepMetrics, TrainConfig
 
 from . import optimizers
@@ -245,15 +245,10 @@ class JaxBackend(Backend):
     @_scoped
     def load_state(self, params, d_opt_state, g_opt_state, step):
         spec = self.config.spec
-        gan.check_params(spec, params)
-        for name, value in params.items():
-            if not np.all(np.isfinite(value)):
-                raise ValueError(f"parameter {name} contains NaN or Inf")
-        if isinstance(step, bool) or not isinstance(step, int | np.integer) or step < 0:
-            raise ValueError(f"step must be a non-negative int, got {step!r}")
+        for what, count in zip("DG", self.check_state(params, d_opt_state, g_opt_state, step), strict=True):
+            if count > optimizers.MAX_STEP:  # optax counts updates in an int32
+                raise ValueError(f"{what} optimizer state step {count} exceeds {optimizers.MAX_STEP}")
         g_shapes, d_shapes = mlp.param_shapes(spec.generator, "G"), mlp.param_shapes(spec.discriminator, "D")
-        optimizers.check_state(self.config.d_optimizer, d_opt_state, d_shapes, "D")
-        optimizers.check_state(self.config.g_optimizer, g_opt_state, g_shapes, "G")
         g = {k: jnp.asarray(np.asarray(params[k], dtype=self._np_dtype)) for k in g_shapes}
         d = {k: jnp.asarray(np.asarray(params[k], dtype=self._np_dtype)) for k in d_shapes}
         d_opt, d_count = optimizers.import_state(self.config.d_optimizer, self._d_tx, d, d_opt_state, self._np_dtype)

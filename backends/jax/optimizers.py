@@ -67,33 +67,10 @@ def export_state(spec: OptimizerSpec, opt_state, count, param_names) -> dict[str
     return out
 
 
-def check_state(spec: OptimizerSpec, state: dict, shapes: dict[str, tuple], what: str) -> int:
-    """Raise a clear error unless `state` is this optimizer's interchange state for parameters of `shapes`.
-    Returns the step count as an int."""
-    expected = state_names(spec, list(shapes))
-    if set(state) != set(expected):
-        raise ValueError(f"{what} optimizer state does not match the config ({spec.name}): missing "
-                         f"{sorted(set(expected) - set(state))}, unexpected {sorted(set(state) - set(expected))}")
-    for name in expected[1:]:
-        value = state[name]
-        if not isinstance(value, np.ndarray) or not np.issubdtype(value.dtype, np.floating):
-            raise TypeError(f"{what} optimizer state {name} must be a floating-point numpy array")
-        if value.shape != shapes[name.rsplit(".", 1)[0]]:
-            raise ValueError(f"{what} optimizer state {name} has shape {value.shape}, "
-                             f"expected {shapes[name.rsplit('.', 1)[0]]}")
-        if not np.all(np.isfinite(value)):
-            raise ValueError(f"{what} optimizer state {name} contains NaN or Inf")
-    step = np.asarray(state["step"])
-    if step.shape != () or not np.isfinite(step) or step < 0 or step != np.floor(step) or step > MAX_STEP:
-        raise ValueError(f"{what} optimizer state step must be a scalar whole number in [0, {MAX_STEP}], "
-                         f"got {state['step']!r}")
-    return int(step)
-
-
 def import_state(spec: OptimizerSpec, tx: optax.GradientTransformation, params: dict, state: dict, dtype):
     """The optax state (arrays of `dtype`) holding the interchange `state`; `params` gives the structure.
 
-    Returns (optax_state, count) with count an int32 array (the step, again). Call check_state first.
+    Returns (optax_state, count) with count an int32 array (the step, again). Call Backend.check_state first.
     """
     step = int(np.asarray(state["step"]))
     fresh = tx.init(params)

@@ -21,7 +21,7 @@ import contextlib
 import numpy as np
 import torch
 
-from reference import gan, mlp
+from reference import mlp
 from reference.train import StepInputs, StepMetrics, TrainConfig
 
 from ..interface import Backend
@@ -156,14 +156,8 @@ class TorchBackend(Backend):
     # ----- state in and out -----
 
     def load_state(self, params, d_opt_state, g_opt_state, step):
-        gan.check_params(self.config.spec, params)
-        for name, value in params.items():
-            if not np.all(np.isfinite(value)):
-                raise ValueError(f"parameter {name} contains NaN or Inf")
-        if isinstance(step, bool) or not isinstance(step, int | np.integer) or step < 0:
-            raise ValueError(f"step must be a non-negative int, got {step!r}")
-        opt_steps = {net: convert.check_optimizer_state(net, self._opt_specs[net], gan.network(params, net), state)
-                     for net, state in (("D", d_opt_state), ("G", g_opt_state))}
+        d_step, g_step = self.check_state(params, d_opt_state, g_opt_state, step)
+        opt_steps = {"D": d_step, "G": g_step}
         with torch.no_grad():
             for net in ("G", "D"):
                 for name in self._names[net]:

@@ -51,36 +51,6 @@ def parameter(nets: dict, name: str) -> torch.nn.Parameter:
     return getattr(nets[prefix].linears[int(index)], kind)
 
 
-def buffer_names(spec: optim.OptimizerSpec) -> list[str]:
-    """torch.optim's per-parameter buffer names for this optimizer (reference.optim's suffixes)."""
-    return [name.rsplit(".", 1)[1] for name in optim.state_names(spec, ["p"])[1:]]
-
-
-def check_optimizer_state(what: str, spec: optim.OptimizerSpec, params: dict, state: dict) -> int:
-    """Raise a clear error unless `state` is a valid interchange state for `spec` and the network whose
-    interchange parameters are `params`; return its step count as an int."""
-    if not isinstance(state, dict):
-        raise TypeError(f"{what} optimizer state must be a dict, got {type(state).__name__}")
-    expected = optim.state_names(spec, params)
-    missing, extra = set(expected) - set(state), set(state) - set(expected)
-    if missing or extra:
-        raise ValueError(f"{what} optimizer state does not match the config ({spec.name}, momentum "
-                         f"{spec.momentum}): missing {sorted(missing)}, unexpected {sorted(extra)}")
-    for name in expected:
-        value = state[name]
-        if not isinstance(value, np.ndarray) or not np.issubdtype(value.dtype, np.floating):
-            raise TypeError(f"{what} optimizer state {name} must be a floating-point numpy array")
-        want = () if name == "step" else np.shape(params[name.rsplit(".", 1)[0]])
-        if value.shape != want:
-            raise ValueError(f"{what} optimizer state {name} has shape {value.shape}, expected {want}")
-        if not np.all(np.isfinite(value)):
-            raise ValueError(f"{what} optimizer state {name} contains NaN or Inf")
-    step = float(state["step"])
-    if step < 0 or step != int(step):
-        raise ValueError(f"{what} optimizer state step must be a non-negative whole number, got {step}")
-    return int(step)
-
-
 def optimizer_state_dict(optimizer: torch.optim.Optimizer, spec: optim.OptimizerSpec, names: list[str],
                          state: dict, dtype: torch.dtype, device: torch.device) -> dict:
     """A torch.optim state_dict for `optimizer` (whose single param group holds the parameters `names`, in
@@ -90,7 +60,7 @@ def optimizer_state_dict(optimizer: torch.optim.Optimizer, spec: optim.Optimizer
     step = float(state["step"])
     per_param = {}
     for index, name in enumerate(names):
-        entry = {key: to_torch(name, state[f"{name}.{key}"], dtype, device) for key in buffer_names(spec)}
+        entry = {key: to_torch(name, state[f"{name}.{key}"], dtype, device) for key in optim.buffer_names(spec)}
         if spec.name in ("adam", "rmsprop"):
             entry["step"] = torch.tensor(step, dtype=torch.float32)
         per_param[index] = entry
@@ -102,7 +72,7 @@ def export_optimizer_state(optimizer: torch.optim.Optimizer, spec: optim.Optimiz
                            names: list[str], step: int) -> dict[str, np.ndarray]:
     """The interchange state of `optimizer`, which optimizes the parameters `names` of `nets`."""
     result = {"step": np.asarray(float(step), dtype=np.float64)}
-    keys = buffer_names(spec)
+    keys = optim.buffer_names(spec)
     for name in names:
         live = optimizer.state[parameter(nets, name)]
         for key in keys:
