@@ -41,6 +41,11 @@ class Backend(abc.ABC):
 
     name: ClassVar[str]  # "reference", "torch", "jax", "cupy", or a third party's name
 
+    # The share of a conformance profile's examples this backend runs. Every example has new shapes; a
+    # backend that compiles a whole program per shape (JAX) pays about a second per example and check on
+    # a CPU, so it runs fewer examples per profile to keep the suite's time bounded (docs/conformance.md).
+    conformance_examples_share: ClassVar[float] = 1.0
+
     def __init__(self, config: TrainConfig, *, dtype: str = "float64", device: str | None = None):
         if dtype not in DTYPES:
             raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")

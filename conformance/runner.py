@@ -110,6 +110,8 @@ def run_check(backend_cls, check_name: str, dtype: str, *, max_examples: int, se
     """Run one check on one backend and dtype as a Hypothesis property; never raises for a backend's failure."""
     check = K.CHECKS[check_name]
     name = backend_name or getattr(backend_cls, "name", backend_cls.__name__)
+    if profile is not None:  # a profile's count is scaled by the backend's share; an explicit count is not
+        max_examples = max(1, round(max_examples * getattr(backend_cls, "conformance_examples_share", 1.0)))
     make = lambda config: backend_cls(config, dtype=dtype)  # noqa: E731
     tally = {"examples": 0, "worst_ratio": 0.0, "worst_abs": 0.0, "rescued": 0, "last_case": None}
 

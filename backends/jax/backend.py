@@ -120,6 +120,7 @@ class JaxBackend(Backend):
     """One GAN trained with JAX and optax. dtype: "float64" (conformance), "float32", "bfloat16"."""
 
     name = "jax"
+    conformance_examples_share = 0.2  # every example compiles fresh XLA programs: ~1 s per example and check
 
     def __init__(self, config: TrainConfig, *, dtype: str = "float64", device: str | None = None,
                  amp: bool = False, compile: bool = True):
