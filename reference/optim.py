@@ -107,7 +107,7 @@ def init_state(spec: OptimizerSpec, params: dict) -> dict:
 
 def step(spec: OptimizerSpec, params: dict, grads: dict, state: dict):
     """Apply one update to every parameter that has a gradient. Returns (new_params, new_state)."""
-    t = state["step"] + 1.0  # the number of this update, counting from 1
+    t = np.asarray(state["step"] + 1.0)  # the number of this update, counting from 1 (a 0-d array)
     new_params, new_state = dict(params), {**state, "step": t}  # buffers of params without a gradient are kept
     for name, g in grads.items():
         p = params[name]
