@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.ganspec-installed
+# pytest-xdist: one worker per core. Override with `make test PYTEST_ARGS=...`.
+PYTEST_ARGS ?= -n auto
 
 .PHONY: train test lint venv
 
