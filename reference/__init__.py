@@ -8,4 +8,8 @@
     train.py        alternating training: k D steps then m G steps, all randomness as inputs
     data.py         the toy datasets (1-D Gaussian, ring, grid, swiss roll)
     metrics.py      mode coverage of mixtures (PacGAN protocol)
+    recipes.py      the default settings every command line starts from
+    __main__.py     python -m reference train: the small command line
+
+docs/course/ walks through these files chapter by chapter.
 """
