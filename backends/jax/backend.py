@@ -4,13 +4,14 @@ State lives on the device as a pytree (`Carry`): G's and D's parameters as dicts
 layout, both optax states, and both optimizers' step counts. Three compiled programs do all the work:
 
     train_step    one round (k D updates, then m G updates), each update inside lax.scan, as one program;
-    train_rounds  a loop (lax.fori_loop) of that round over a chunk of rounds, real batches gathered on the
-                  device from the data given to set_data; metrics come back as one (n, 7) array per chunk;
+    train_rounds  a lax.scan of that round over a chunk of rounds, real batches gathered on the device from
+                  the data given to set_data; metrics come back as one (n, 7) array per chunk;
     the forward passes and gradient queries of the interface, each its own small program.
 
 Recompilation: a jitted program is traced again for every new input shape. train_rounds therefore pads a
-chunk of n rounds to a capacity of the next power of two (at least MIN_CAPACITY = 32) and loops over the
-first n only (the trip count is a runtime value, so no padded round is computed). However the caller
+chunk of n rounds to a capacity of the next power of two (at least MIN_CAPACITY = 32) and scans over all
+of them, with a lax.cond that skips the padding (n is a runtime value, so no padded round is computed,
+and the compiled program does not depend on n). However the caller
 sizes its chunks, one program serves every chunk of up to 32 rounds, and at most
 ceil(log2(longest chunk / 32)) + 1 programs are ever compiled. `traces` counts how often each program's Python body ran
 (that is, was traced); the tests hold it constant over a run.
@@ -203,14 +204,20 @@ class JaxBackend(Backend):
         """Rounds 0..n-1 of a padded chunk (capacity = index.shape[0] >= n; the padding never runs)."""
         self.traces["train_rounds"] += 1  # runs only while JAX traces: once per capacity bucket
 
-        def one_round(r, state):
-            carry, table = state
-            real = jnp.take(data, index[r], axis=0)  # round r's real batches: (k, B, data_size)
-            carry, row = self._round(carry, real, z_d[r], z_g[r])
-            return carry, table.at[r].set(row)
+        def run(carry, xs):
+            idx, zd, zg = xs
+            real = jnp.take(data, idx, axis=0)  # this round's real batches: (k, B, data_size)
+            return self._round(carry, real, zd, zg)
 
-        table = jnp.full((index.shape[0], len(METRICS)), jnp.nan, dtype=self._np_dtype)
-        return jax.lax.fori_loop(0, n, one_round, (c, table))  # a while loop: n is a runtime value
+        def skip(carry, xs):  # a padding round: nothing is computed, the carry passes through
+            return carry, jnp.full((len(METRICS),), jnp.nan, dtype=self._np_dtype)
+
+        def one_round(carry, xs):
+            r, *inputs = xs
+            return jax.lax.cond(r < n, run, skip, carry, tuple(inputs))  # n is a runtime value
+
+        rounds = jnp.arange(index.shape[0], dtype=jnp.int32)
+        return jax.lax.scan(one_round, c, (rounds, index, z_d, z_g))  # (carry, metrics table (capacity, 7))
 
     def _constrain(self, x, spec):
         if len(self.devices) == 1:
