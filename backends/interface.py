@@ -143,7 +143,28 @@ class Backend(abc.ABC):
         data = getattr(self, "_data", None)
         if data is None:
             raise RuntimeError("call set_data(data) before train_rounds")
+        self.check_chunk(index, z_d, z_g, len(data))
         return [self.train_step(StepInputs(data[index[r]], z_d[r], z_g[r])) for r in range(len(index))]
+
+    def check_chunk(self, index: np.ndarray, z_d: np.ndarray, z_g: np.ndarray, rows: int) -> int:
+        """Validate train_rounds' arguments against the config and a dataset of `rows` rows; return n."""
+        k, m, z_size = self.config.d_steps, self.config.g_steps, self.config.spec.z_size
+        if not isinstance(index, np.ndarray) or not np.issubdtype(index.dtype, np.integer):
+            raise TypeError("index must be an integer numpy array of shape (n, d_steps, batch)")
+        if index.ndim != 3 or index.shape[1] != k or index.shape[2] == 0:
+            raise ValueError(f"index must have shape (n, {k}, batch > 0), got {index.shape}")
+        n, _, batch = index.shape
+        for what, array, shape in [("z_d", z_d, (n, k, batch, z_size)), ("z_g", z_g, (n, m, batch, z_size))]:
+            if not isinstance(array, np.ndarray) or not np.issubdtype(array.dtype, np.floating):
+                raise TypeError(f"{what} must be a floating-point numpy array")
+            if array.shape != shape:
+                raise ValueError(f"{what} must have shape {shape}, got {array.shape}")
+            if not np.all(np.isfinite(array)):
+                raise ValueError(f"{what} contains NaN or Inf")
+        if n and (index.min() < 0 or index.max() >= rows):
+            raise ValueError(f"index holds rows outside the data given to set_data: rows must be in [0, {rows}), "
+                             f"got min {index.min()}, max {index.max()}")
+        return n
 
 
 class ReferenceBackend(Backend):

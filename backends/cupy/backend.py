@@ -519,23 +519,9 @@ class CupyBackend(Backend):
         self._require_state()
         if self._data is None:
             raise RuntimeError("call set_data(data) before train_rounds")
-        k, m, spec = self.config.d_steps, self.config.g_steps, self.config.spec
-        if not isinstance(index, np.ndarray) or not np.issubdtype(index.dtype, np.integer):
-            raise TypeError("index must be an integer numpy array")
-        if index.ndim != 3 or index.shape[1] != k or index.shape[2] == 0:
-            raise ValueError(f"index must have shape (n, d_steps={k}, batch > 0), got {index.shape}")
-        n = index.shape[0]
-        for what, array, inner in [("z_d", z_d, k), ("z_g", z_g, m)]:
-            if not isinstance(array, np.ndarray) or not np.issubdtype(array.dtype, np.floating):
-                raise TypeError(f"{what} must be a floating-point numpy array")
-            if array.ndim != 4 or array.shape[:2] != (n, inner) or array.shape[2] == 0 or array.shape[3] != spec.z_size:
-                raise ValueError(f"{what} must have shape ({n}, {inner}, batch > 0, {spec.z_size}), got {array.shape}")
-            if not np.all(np.isfinite(array)):
-                raise ValueError(f"{what} contains NaN or Inf")
+        n = self.check_chunk(index, z_d, z_g, len(self._data))
         if n == 0:
             return []
-        if index.min() < 0 or index.max() >= len(self._data):
-            raise ValueError(f"index has rows outside the data: values must be in [0, {len(self._data)})")
         index_dev = self.xp.asarray(index, dtype=np.int64)  # the chunk's draws: one transfer each
         data = self._data
 

@@ -359,33 +359,12 @@ class JaxBackend(Backend):
         mlp.check_input(data, self.config.spec.data_size, "data")
         self._data = jax.device_put(np.asarray(data, dtype=self._np_dtype), self._replicated)
 
-    def _check_chunk(self, index, z_d, z_g) -> int:
-        cfg, spec = self.config, self.config.spec
-        if not isinstance(index, np.ndarray) or not np.issubdtype(index.dtype, np.integer):
-            raise TypeError("index must be an integer numpy array of shape (n, d_steps, batch)")
-        if index.ndim != 3 or index.shape[1] != cfg.d_steps or index.shape[2] == 0:
-            raise ValueError(f"index must have shape (n, {cfg.d_steps}, batch > 0), got {index.shape}")
-        n, _, batch = index.shape
-        for what, array, shape in [("z_d", z_d, (n, cfg.d_steps, batch, spec.z_size)),
-                                   ("z_g", z_g, (n, cfg.g_steps, batch, spec.z_size))]:
-            if not isinstance(array, np.ndarray) or not np.issubdtype(array.dtype, np.floating):
-                raise TypeError(f"{what} must be a floating-point numpy array")
-            if array.shape != shape:
-                raise ValueError(f"{what} must have shape {shape}, got {array.shape}")
-            if not np.all(np.isfinite(array)):
-                raise ValueError(f"{what} contains NaN or Inf")
-        rows = self._data.shape[0]
-        if n and (index.min() < 0 or index.max() >= rows):
-            raise ValueError(f"index holds rows outside the data's 0..{rows - 1} "
-                             f"(min {index.min()}, max {index.max()})")
-        return n
-
     @_scoped
     def train_rounds(self, index: np.ndarray, z_d: np.ndarray, z_g: np.ndarray) -> list[StepMetrics]:
         if self._data is None:
             raise RuntimeError("call set_data(data) before train_rounds")
         carry = self._require()
-        n = self._check_chunk(index, z_d, z_g)
+        n = self.check_chunk(index, z_d, z_g, self._data.shape[0])
         if n == 0:
             return []
         capacity = _bucket(n)

@@ -323,27 +323,6 @@ class TorchBackend(Backend):
             raise ValueError("data contains NaN or Inf")
         self._data_t = self._tensor(data)
 
-    def _check_chunk(self, index, z_d, z_g) -> int:
-        cfg, spec = self.config, self.config.spec
-        if not isinstance(index, np.ndarray) or not np.issubdtype(index.dtype, np.integer):
-            raise TypeError("index must be an integer numpy array of shape (n, d_steps, batch)")
-        n = index.shape[0] if index.ndim == 3 else -1
-        if index.ndim != 3 or index.shape[1] != cfg.d_steps or index.shape[2] == 0:
-            raise ValueError(f"index must have shape (n, {cfg.d_steps}, batch > 0), got {index.shape}")
-        rows = len(self._data_t)
-        if index.size and (index.min() < 0 or index.max() >= rows):
-            raise ValueError(f"index holds rows outside [0, {rows}) of the data given to set_data")
-        for what, array, shape in (("z_d", z_d, (n, cfg.d_steps, None, spec.z_size)),
-                                   ("z_g", z_g, (n, cfg.g_steps, None, spec.z_size))):
-            if not isinstance(array, np.ndarray) or not np.issubdtype(array.dtype, np.floating):
-                raise TypeError(f"{what} must be a floating-point numpy array")
-            if array.ndim != 4 or any(w is not None and g != w for g, w in zip(array.shape, shape, strict=True)) \
-                    or array.shape[2] == 0:
-                raise ValueError(f"{what} must have shape {shape} (None: any batch size > 0), got {array.shape}")
-            if not np.all(np.isfinite(array)):
-                raise ValueError(f"{what} contains NaN or Inf")
-        return n
-
     def _upload(self, index: np.ndarray, z_d: np.ndarray, z_g: np.ndarray):
         """index, z_d and z_g in ONE host-to-device copy: their bytes packed in one buffer, viewed back on
         the device as int64 indices and noise of the backend's dtype."""
@@ -366,7 +345,7 @@ class TorchBackend(Backend):
         self._require_state()
         if self._data_t is None:
             raise RuntimeError("call set_data(data) before train_rounds")
-        n = self._check_chunk(index, z_d, z_g)
+        n = self.check_chunk(index, z_d, z_g, len(self._data_t))
         if n == 0:
             return []
         index = ddp.shard(index, self._dist, 2, "index")
