@@ -9,10 +9,11 @@ entry of the same array. It exists because an entry that is the sum of terms can
 (a weight gradient summed over the batch, a mean of logits) is only as accurate as the terms were
 large: its rounding error is proportional to the array's scale, not to its own (possibly tiny) size.
 `floor` keeps the comparison meaningful for arrays that are exactly or almost zero. For gradients and
-optimizer state it is set so that atol * floor = 1e-16 (float64) / 2e-8 (float32), about one rounding of a
-term of size 1: a gradient entry is a sum over the batch of terms |dL/dh| * |x| whose natural size is
-1/B * O(1), and an entry that is exactly 0 in exact arithmetic (a structural zero, such as the Wasserstein
-critic's bias gradient through linear layers) comes out as the rounding of those terms. Example found by the
+optimizer state it is set so that atol * floor = 2e-15 (float64) / 1e-6 (float32), about 8 machine epsilons
+of a term of size 1: a gradient entry is a sum of up to 128 per-sample terms of natural size O(1/B), and an
+entry that is exactly 0 in exact arithmetic (a structural zero, such as the Wasserstein critic's bias
+gradient through linear layers) comes out as the rounding of those terms (seen under `thorough`: 2.2e-8 in
+float32 for a batch of 112). Example found by the
 `thorough` profile: a saturated minimax G loss at logit -50 has the exact gradient -sigmoid(-50)/B ~ -1e-22;
 torch's log-sigmoid backward returns 0 there, the reference 1e-22; both are right to float64 precision.
 
@@ -50,11 +51,11 @@ TOLERANCES: dict[tuple[str, str], Tolerance] = {
         "width-64, depth-4 MLP accumulates ~1e-14 relative; 1e-10 leaves room and still catches a single "
         "float32 rounding (6e-8) anywhere on the path"),
     ("float64", "gradient"): Tolerance(
-        1e-9, 1e-11, 1e-5,
+        1e-9, 1e-11, 2e-4,
         "a backward pass through D and G is twice as long as a forward pass and sums over the batch "
         "(cancellation): one order looser than values, still 4 orders tighter than a float32 rounding"),
     ("float64", "multistep"): Tolerance(
-        1e-8, 1e-10, 1e-6,
+        1e-8, 1e-10, 2e-5,
         "optimizer updates divide by sqrt(v) + eps (Adam, RMSprop), which amplifies gradient rounding by "
         "|g| / sqrt(v); errors also compound over the rounds of a trajectory"),
     ("float64", "exact"): _EXACT,
@@ -63,11 +64,11 @@ TOLERANCES: dict[tuple[str, str], Tolerance] = {
         "float32 (eps 6e-8) against float64: inputs and parameters are rounded on the way in (1 ulp each), "
         "then ~n_in roundings per dot product; observed worst ~3e-7 relative on width-64 nets; x60 margin"),
     ("float32", "gradient"): Tolerance(
-        2e-4, 2e-5, 1e-3,
+        2e-4, 2e-5, 5e-2,
         "backpropagation through up to 8 layers multiplies the forward errors by the local derivatives "
         "and sums over up to 128 samples; sigmoid/tanh derivatives near saturation lose relative accuracy"),
     ("float32", "multistep"): Tolerance(
-        2e-3, 2e-4, 1e-4,
+        2e-3, 2e-4, 5e-3,
         "Adam/RMSprop normalise the gradient (sqrt(v) in the denominator) so a 1e-5 relative gradient error "
         "becomes a 1e-5 relative error of the *update*, which then feeds the next gradient; over a K-round "
         "trajectory with up to 5 D updates per round these compound"),
