@@ -1,10 +1,12 @@
 """Running the checks as Hypothesis properties against one backend, and collecting what happened."""
 
+import re
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
 
 import hypothesis
+import numpy as np
 from hypothesis import HealthCheck, Phase, assume, given, settings
 
 from . import checks as K
@@ -53,6 +55,30 @@ class CheckResult:
         return asdict(self)
 
 
+_STATE_ENTRY = re.compile(r"^(.*?[DG] opt) .+\.(\w+)$")
+
+
+def _state_group(name: str):
+    """("... D opt", "exp_avg") for an optimizer-state entry's name, else None."""
+    match = _STATE_ENTRY.match(name)
+    return (match.group(1), match.group(2)) if match else None
+
+
+def _optimizer_state_scales(expected: dict) -> dict:
+    """The largest |entry| of each of a network's optimizer buffers taken together (all of D's exp_avg, ...).
+
+    Optimizer state is compared normwise per network and buffer, not per parameter: an all-zero buffer
+    (a structural-zero gradient, e.g. a linear WGAN critic's first bias) holds whatever an adaptive update
+    makes of float32 rounding noise, and its only meaningful scale is that of the network's other entries.
+    """
+    scales: dict = {}
+    for name, (kind, e, *_) in expected.items():
+        group = _state_group(name)
+        if group is not None and kind == "multistep" and np.size(e):
+            scales[group] = max(scales.get(group, 0.0), float(np.max(np.abs(e))))
+    return scales
+
+
 def evaluate(check: K.Check, make, dtype: str, case) -> ExampleOutcome:
     """Run one check on one case: the backend under test, the float64 reference, and (only where a float32
     result misses its tolerance) the float32 reference, to tell float32's own error from the backend's."""
@@ -65,6 +91,7 @@ def evaluate(check: K.Check, make, dtype: str, case) -> ExampleOutcome:
         return ExampleOutcome(False, problem=f"the backend raised {type(exc).__name__}: {exc} "
                                              f"(at {where.filename}:{where.lineno})")
     expected = check.run(K.reference_factory("float64"), case, dtype, got)
+    group_scale = _optimizer_state_scales(expected)
     comps = []
     for name, (kind, e, *hint) in expected.items():
         if name.startswith("_"):
@@ -72,6 +99,8 @@ def evaluate(check: K.Check, make, dtype: str, case) -> ExampleOutcome:
         if name not in got:
             comps.append(Comparison(name, kind, False, (), problem="missing from the backend's output"))
             continue
+        if not hint and _state_group(name) in group_scale:
+            hint = [group_scale[_state_group(name)]]
         comps.append(compare(name, kind, e, got[name][1], tolerance(dtype, kind), *hint))
     rescued = 0
     failed = [c for c in comps if not c.ok and c.problem is None and c.kind != "exact"]
