@@ -15,10 +15,11 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from hypothesis import strategies as st
 
-from reference import gan, mlp, optim
+from reference import gan, losses, mlp, optim
+from reference.gan import GANSpec
 from reference.train import StepInputs, TrainConfig
 
-from .tolerances import ADAPTIVE_MARGIN, KINK_MARGIN
+from .tolerances import ADAPTIVE_MARGIN, KINK_MARGIN, NOISE_MARGIN
 
 HIDDEN_ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid", "identity")
 G_OUTPUT_ACTIVATIONS = ("identity", "tanh", "sigmoid")
@@ -222,25 +223,79 @@ def kink_margin(spec: mlp.MLPSpec, params: dict, prefix: str, x: np.ndarray, *, 
     return worst
 
 
+def _denominator(opt: optim.OptimizerSpec, state: dict, name: str, g: np.ndarray) -> np.ndarray:
+    """What the next Adam/RMSprop update divides gradient entry g by: sqrt(v_hat) + eps."""
+    t = float(state["step"]) + 1.0
+    if opt.name == "adam":
+        v = opt.beta2 * state[f"{name}.exp_avg_sq"] + (1 - opt.beta2) * g * g
+        return np.sqrt(v) / np.sqrt(1 - opt.beta2**t) + opt.eps
+    return np.sqrt(opt.alpha * state[f"{name}.square_avg"] + (1 - opt.alpha) * g * g) + opt.eps
+
+
 def adaptive_margin(opt: optim.OptimizerSpec, state: dict, grads: dict) -> float:
     """min over nonzero gradient entries of (sqrt(v_hat) + eps) / max|g| for Adam/RMSprop; inf for SGD."""
     if opt.name == "sgd":
         return np.inf
-    t = float(state["step"]) + 1.0
     worst = np.inf
     for name, g in grads.items():
         gmax = float(np.max(np.abs(g)))
-        if gmax == 0.0:
-            continue
-        if opt.name == "adam":
-            v = opt.beta2 * state[f"{name}.exp_avg_sq"] + (1 - opt.beta2) * g * g
-            denom = np.sqrt(v) / np.sqrt(1 - opt.beta2**t) + opt.eps
-        else:
-            denom = np.sqrt(opt.alpha * state[f"{name}.square_avg"] + (1 - opt.alpha) * g * g) + opt.eps
         nz = g != 0
-        if nz.any():
-            worst = min(worst, float(np.min(denom[nz])) / gmax)
+        if gmax > 0.0 and nz.any():
+            worst = min(worst, float(np.min(_denominator(opt, state, name, g)[nz])) / gmax)
     return worst
+
+
+def gradient_bounds(spec: GANSpec, params: dict, step: str, z: np.ndarray, x_real: np.ndarray | None = None) -> dict:
+    """The rounding scale of every parameter gradient entry of a D step (step="d") or a G step ("g").
+
+    A gradient entry is a sum of products; its rounding error is proportional to the sum of the |terms|,
+    not to the entry itself. This runs the same backward pass on |W|, |x| and |dL/dlogit| (every activation
+    derivative is >= 0): each entry becomes the sum of the magnitudes of the terms that make it up. An entry
+    that is 0 with a nonzero bound is a cancellation (a linear critic's bias under the Wasserstein loss gets
+    +c/B from each real sample and -c/B from each fake one): float arithmetic leaves ~eps * bound there.
+    An entry whose bound is 0 (a dead ReLU unit) is exactly 0 in any precision."""
+    abs_params = {k: np.abs(v) for k, v in params.items()}
+
+    def abs_backward(net_spec, prefix, cache, grad_out):
+        abs_cache = [(np.abs(x), h) for x, h in cache]
+        return mlp.backward(net_spec, abs_params, prefix, abs_cache, np.abs(grad_out))
+
+    x_fake, g_cache = mlp.forward(spec.generator, params, "G", z)
+    fake_out, fake_cache = mlp.forward(spec.discriminator, params, "D", x_fake)
+    if step == "d":
+        real_out, real_cache = mlp.forward(spec.discriminator, params, "D", x_real)
+        _, grad_real_out, grad_fake_out = losses.d_loss(spec.loss, real_out, fake_out)
+        _, from_real = abs_backward(spec.discriminator, "D", real_cache, grad_real_out)
+        _, from_fake = abs_backward(spec.discriminator, "D", fake_cache, grad_fake_out)
+        return {k: from_real[k] + from_fake[k] for k in from_real}
+    _, grad_fake_out = losses.g_loss(spec.loss, fake_out)
+    grad_x_fake, _ = abs_backward(spec.discriminator, "D", fake_cache, grad_fake_out)
+    return abs_backward(spec.generator, "G", g_cache, grad_x_fake)[1]
+
+
+def noise_margin(opt: optim.OptimizerSpec, state: dict, grads: dict, bounds: dict) -> float:
+    """min over gradient entries with a nonzero rounding scale of (sqrt(v_hat) + eps) / bound; inf for SGD.
+    The rounding noise of an entry is ~eps_dtype * bound, and an adaptive update multiplies it by
+    1 / (sqrt(v_hat) + eps): where v_hat is ~0 (an entry that is always 0 in exact arithmetic), that is
+    1 / eps."""
+    if opt.name == "sgd":
+        return np.inf
+    worst = np.inf
+    for name, g in grads.items():
+        b = bounds[name]
+        live = b > 0
+        if live.any():
+            worst = min(worst, float(np.min(_denominator(opt, state, name, g)[live] / b[live])))
+    return worst
+
+
+def _update_ok(dtype: str, opt, state, grads, spec: GANSpec, params, step: str, z, x_real=None) -> bool:
+    """Is the next update of an adaptive optimizer well-posed at this dtype? (SGD always is.)"""
+    if opt.name == "sgd":
+        return True
+    if adaptive_margin(opt, state, grads) <= ADAPTIVE_MARGIN[dtype]:
+        return False
+    return noise_margin(opt, state, grads, gradient_bounds(spec, params, step, z, x_real)) > NOISE_MARGIN[dtype]
 
 
 def forward_ok(case: Case, dtype: str, params=None, z=None, x=None) -> bool:
@@ -260,7 +315,7 @@ def rounds_ok(case: Case, dtype: str, inputs: list[StepInputs], state=None, *, u
     updates) every adaptive optimizer step for a denominator at rounding-noise level."""
     cfg, spec = case.config, case.config.spec
     params, d_opt, g_opt, _ = case.initial_state() if state is None else state
-    km, am = KINK_MARGIN[dtype], ADAPTIVE_MARGIN[dtype]
+    km = KINK_MARGIN[dtype]
     logit = spec.loss != "wasserstein"
     for inp in inputs:
         for i in range(cfg.d_steps):
@@ -271,7 +326,7 @@ def rounds_ok(case: Case, dtype: str, inputs: list[StepInputs], state=None, *, u
                 return False
             if updates:
                 grads, _ = gan.d_loss_and_grads(spec, params, inp.real[i], inp.z_d[i])
-                if adaptive_margin(cfg.d_optimizer, d_opt, grads) <= am:
+                if not _update_ok(dtype, cfg.d_optimizer, d_opt, grads, spec, params, "d", inp.z_d[i], inp.real[i]):
                     return False
                 params, d_opt, _ = gan.d_update(spec, cfg.d_optimizer, params, d_opt, inp.real[i], inp.z_d[i],
                                                 cfg.clip_value)
@@ -282,7 +337,7 @@ def rounds_ok(case: Case, dtype: str, inputs: list[StepInputs], state=None, *, u
                 return False
             if updates:
                 grads, _ = gan.g_loss_and_grads(spec, params, inp.z_g[i])
-                if adaptive_margin(cfg.g_optimizer, g_opt, grads) <= am:
+                if not _update_ok(dtype, cfg.g_optimizer, g_opt, grads, spec, params, "g", inp.z_g[i]):
                     return False
                 params, g_opt, _ = gan.g_update(spec, cfg.g_optimizer, params, g_opt, inp.z_g[i])
         if not updates:

@@ -93,6 +93,19 @@ gradient entry at rounding-noise level is not defined by the math (the first Ada
 is the usual place)."""
 
 
+UNIT_ROUNDOFF = {"float64": 2.0**-53, "float32": 2.0**-24}
+
+NOISE_MARGIN = {dt: 3 * UNIT_ROUNDOFF[dt] / TOLERANCES[(dt, "multistep")].atol for dt in ("float64", "float32")}
+"""Cases are rejected when an Adam/RMSprop update divides a gradient entry's rounding scale (the sum of the
+|terms| the entry is made of, `cases.gradient_bounds`) by a denominator sqrt(v_hat) + eps smaller than this
+fraction of it. The entry's rounding noise is at most ~u * scale (u the unit roundoff); the update turns it
+into u * scale / denominator of a unit step, and this margin keeps that at a third of the multistep atol
+(3.3e-6 in float64, 8.9e-4 in float32). The case it exists for: an entry that is 0 in exact arithmetic but a
+sum of nonzero terms (a linear WGAN critic's bias gets +c/B per real and -c/B per fake sample) keeps v = 0,
+so the update divides whatever rounding leaves (~1e-8 in float32) by eps alone. Found by `thorough`: RMSprop
+with eps 1e-5 turned it into a momentum buffer entry of 7e-4 where the reference has 0 (float32)."""
+
+
 def tolerance(dtype: str, kind: str) -> Tolerance:
     try:
         return TOLERANCES[(dtype, kind)]
