@@ -26,11 +26,13 @@ override them for speed, and must give the same results as calling `train_step` 
 from __future__ import annotations
 
 import abc
+import dataclasses
 from typing import ClassVar
 
 import numpy as np
 
 from reference import gan, losses, optim
+from reference.penalty import PENALTIES
 from reference.train import StepInputs, StepMetrics, TrainConfig, TrainState, train_step
 
 DTYPES = ("float64", "float32")
@@ -46,9 +48,19 @@ class Backend(abc.ABC):
     # a CPU, so it runs fewer examples per profile to keep the suite's time bounded (docs/conformance.md).
     conformance_examples_share: ClassVar[float] = 1.0
 
+    # The training options beyond the primer's core this backend implements (see `required_features`).
+    # A backend refuses a config that asks for one it does not list, instead of silently ignoring it.
+    features: ClassVar[frozenset[str]] = frozenset()
+
     def __init__(self, config: TrainConfig, *, dtype: str = "float64", device: str | None = None):
         if dtype not in DTYPES:
             raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
+        if not isinstance(config, TrainConfig):
+            raise TypeError(f"config must be a reference.train.TrainConfig, got {type(config).__name__}")
+        missing = sorted(required_features(config) - self.features)
+        if missing:
+            raise ValueError(f"the {self.name} backend does not implement {', '.join(missing)}; the reference "
+                             f"backend does (reference.train.train_step)")
         self.config = config
         self.dtype = dtype
         self.device = device
@@ -167,6 +179,19 @@ class Backend(abc.ABC):
         return n
 
 
+def required_features(config: TrainConfig) -> frozenset[str]:
+    """The optional training features a config uses: "instance_noise" and "penalty:<kind>"."""
+    wanted = set()
+    if config.instance_noise > 0:
+        wanted.add("instance_noise")
+    if config.penalty is not None:
+        wanted.add(f"penalty:{config.penalty.kind}")
+    return frozenset(wanted)
+
+
+ALL_FEATURES = frozenset({"instance_noise", *(f"penalty:{kind}" for kind in PENALTIES)})
+
+
 class ReferenceBackend(Backend):
     """The NumPy reference behind the interface: the oracle the others are held to.
 
@@ -175,6 +200,7 @@ class ReferenceBackend(Backend):
     """
 
     name = "reference"
+    features = ALL_FEATURES
 
     def __init__(self, config: TrainConfig, *, dtype: str = "float64", device: str | None = None):
         super().__init__(config, dtype=dtype, device=device)
@@ -232,6 +258,7 @@ class ReferenceBackend(Backend):
         return stats.loss, {k: v.astype(np.float64) for k, v in grads.items()}
 
     def train_step(self, inputs):
-        cast = StepInputs(self._array(inputs.real), self._array(inputs.z_d), self._array(inputs.z_g))
+        arrays = {f.name: getattr(inputs, f.name) for f in dataclasses.fields(inputs)}
+        cast = StepInputs(**{k: None if a is None else self._array(a) for k, a in arrays.items()})
         self._state, metrics = train_step(self.config, self._require_state(), cast)
         return metrics

@@ -15,13 +15,17 @@ fake batch (label 0), and only D's loss is backpropagated, only into D.
 The G step (primer: "the generator"): the loss is computed on D's output, so its gradient flows back
 through D (whose weights do not change) to D's input x_fake = G(z), and from there through G into G's
 weights.
+
+Two remedies for failure to converge (primer, "common problems") are options of the D and G steps:
+instance noise (Arjovsky & Bottou 2017), Gaussian noise added to every sample D sees, real or fake, handed
+in as arrays like all randomness; and a gradient penalty on D (penalty.py), added to D's loss.
 """
 
 from dataclasses import dataclass
 
 import numpy as np
 
-from . import losses, mlp, optim
+from . import losses, mlp, optim, penalty
 
 
 @dataclass(frozen=True)
@@ -108,10 +112,11 @@ def discriminate(spec: GANSpec, params: dict, x):
 class StepStats:
     """What one D or G step saw: D's outputs on the real and fake batches (real_out is None in a G step)."""
 
-    loss: float
+    loss: float  # includes the gradient penalty, if any: the gradient is that of exactly this loss
     real_out: np.ndarray | None
     fake_out: np.ndarray
     grad_norm: float  # the L2 norm of the whole gradient of the network being trained
+    penalty: float = 0.0  # the (weighted) gradient penalty's share of `loss`
 
 
 def global_norm(grads: dict) -> float:
@@ -119,34 +124,48 @@ def global_norm(grads: dict) -> float:
     return float(np.sqrt(sum(np.sum(g * g) for g in grads.values())))
 
 
-def d_loss_and_grads(spec: GANSpec, params: dict, x_real, z):
+def _with_noise(x, noise):
+    """x + noise: D's view of a batch under instance noise (noise is already scaled, or None for none)."""
+    return x if noise is None else x + noise  # (B, data_size)
+
+
+def d_loss_and_grads(spec: GANSpec, params: dict, x_real, z, *, real_noise=None, fake_noise=None,
+                     penalty_spec: penalty.PenaltySpec | None = None, mix=None):
     """D's loss on a real batch and on G(z), and its gradient with respect to D's parameters only.
 
     x_fake = G(z) is computed and then treated as a constant: nothing is backpropagated into G.
-    Returns (grads_D, stats).
+    real_noise / fake_noise (B, data_size): instance noise added to what D sees. penalty_spec: a gradient
+    penalty added to the loss, evaluated on the (noisy) batches D sees; mix (B, 1) are WGAN-GP's
+    interpolation weights. Returns (grads_D, stats).
     """
     mlp.check_input(x_real, spec.data_size, "x_real")
     mlp.check_input(z, spec.z_size, "z")
     x_fake, _ = mlp.forward(spec.generator, params, "G", z)  # (B, data_size), a constant from here on
+    x_real, x_fake = _with_noise(x_real, real_noise), _with_noise(x_fake, fake_noise)
     real_out, real_cache = mlp.forward(spec.discriminator, params, "D", x_real)  # (B_real, 1)
     fake_out, fake_cache = mlp.forward(spec.discriminator, params, "D", x_fake)  # (B_fake, 1)
     loss, grad_real_out, grad_fake_out = losses.d_loss(spec.loss, real_out, fake_out)
     _, grads_from_real = mlp.backward(spec.discriminator, params, "D", real_cache, grad_real_out)
     _, grads_from_fake = mlp.backward(spec.discriminator, params, "D", fake_cache, grad_fake_out)
     grads = {k: grads_from_real[k] + grads_from_fake[k] for k in grads_from_real}  # the loss is a sum of both
-    return grads, StepStats(loss, real_out, fake_out, global_norm(grads))
+    pen = 0.0
+    if penalty_spec is not None:
+        pen, pen_grads = penalty.penalty_and_grads(spec, penalty_spec, params, x_real, x_fake, mix)
+        grads = {k: grads[k] + pen_grads[k] for k in grads}  # loss + penalty: gradients add
+    return grads, StepStats(loss + pen, real_out, fake_out, global_norm(grads), pen)
 
 
-def g_loss_and_grads(spec: GANSpec, params: dict, z):
+def g_loss_and_grads(spec: GANSpec, params: dict, z, *, fake_noise=None):
     """G's loss on D(G(z)) and its gradient with respect to G's parameters only.
 
     The gradient passes through D to D's input (D's own parameter gradients are computed by the
-    backward pass but thrown away: D is frozen), then through G.
+    backward pass but thrown away: D is frozen), then through G. With instance noise D sees G(z) + noise;
+    the noise is a constant, so dL/dG(z) is dL/d(G(z) + noise).
     Returns (grads_G, stats).
     """
     mlp.check_input(z, spec.z_size, "z")
     x_fake, g_cache = mlp.forward(spec.generator, params, "G", z)  # (B, data_size)
-    fake_out, d_cache = mlp.forward(spec.discriminator, params, "D", x_fake)  # (B, 1)
+    fake_out, d_cache = mlp.forward(spec.discriminator, params, "D", _with_noise(x_fake, fake_noise))  # (B, 1)
     loss, grad_fake_out = losses.g_loss(spec.loss, fake_out)
     grad_x_fake, _ = mlp.backward(spec.discriminator, params, "D", d_cache, grad_fake_out)  # (B, data_size)
     _, grads = mlp.backward(spec.generator, params, "G", g_cache, grad_x_fake)
@@ -161,21 +180,22 @@ def clip_weights(params: dict, clip_value: float) -> dict:
 
 
 def d_update(spec: GANSpec, opt: optim.OptimizerSpec, params: dict, opt_state: dict, x_real, z,
-             clip_value: float | None = None):
+             clip_value: float | None = None, **options):
     """One D step: gradient, optimizer update of D's parameters, then clipping if asked.
 
     A pure function: returns (new_params, new_opt_state, stats); G's entries are passed through as the
     same objects. Unrolled GANs call this repeatedly to look ahead at future versions of D.
+    options: instance noise and gradient penalty, as in d_loss_and_grads.
     """
-    grads, stats = d_loss_and_grads(spec, params, x_real, z)
+    grads, stats = d_loss_and_grads(spec, params, x_real, z, **options)
     new_d, new_state = optim.step(opt, network(params, "D"), grads, opt_state)
     if clip_value is not None:
         new_d = clip_weights(new_d, clip_value)
     return {**params, **new_d}, new_state, stats
 
 
-def g_update(spec: GANSpec, opt: optim.OptimizerSpec, params: dict, opt_state: dict, z):
+def g_update(spec: GANSpec, opt: optim.OptimizerSpec, params: dict, opt_state: dict, z, *, fake_noise=None):
     """One G step: gradient through D into G, optimizer update of G's parameters only."""
-    grads, stats = g_loss_and_grads(spec, params, z)
+    grads, stats = g_loss_and_grads(spec, params, z, fake_noise=fake_noise)
     new_g, new_state = optim.step(opt, network(params, "G"), grads, opt_state)
     return {**params, **new_g}, new_state, stats

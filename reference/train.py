@@ -5,6 +5,10 @@ fresh z, followed by m G updates, each on a fresh z. Every random number a round
 (StepInputs), drawn by the caller. Training is therefore a deterministic function of the initial state
 and the inputs: the same inputs replay the same run bit for bit, and two implementations handed the same
 inputs can be compared step by step.
+
+Options against failure to converge (primer, "common problems"): `instance_noise` sigma adds N(0, sigma^2)
+noise to every sample D sees, in D steps and G steps alike, optionally decayed linearly to 0 over
+`instance_noise_anneal` rounds; `penalty` adds a gradient penalty (penalty.py) to D's loss.
 """
 
 import numbers
@@ -13,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from . import gan, optim
+from .penalty import PenaltySpec
 
 
 @dataclass(frozen=True)
@@ -26,6 +31,9 @@ class TrainConfig:
     d_steps: int = 1  # k: D updates per round
     g_steps: int = 1  # m: G updates per round
     clip_value: float | None = None
+    penalty: PenaltySpec | None = None  # a gradient penalty on D
+    instance_noise: float = 0.0  # sigma of the noise added to D's inputs (0: none)
+    instance_noise_anneal: int = 0  # rounds over which sigma decays linearly to 0 (0: constant)
 
     def __post_init__(self):
         for what in ("batch_size", "d_steps", "g_steps"):
@@ -36,17 +44,47 @@ class TrainConfig:
         if clip is not None and (isinstance(clip, bool) or not isinstance(clip, numbers.Real)
                                  or not (np.isfinite(clip) and clip > 0)):
             raise ValueError(f"clip_value must be a positive number or None, got {self.clip_value!r}")
+        if self.penalty is not None and not isinstance(self.penalty, PenaltySpec):
+            raise TypeError(f"penalty must be a reference.penalty.PenaltySpec or None, got {self.penalty!r}")
+        if self.penalty is not None and self.penalty.kind == "roth" and self.spec.loss == "wasserstein":
+            raise ValueError("the roth penalty weights samples by D's probabilities and needs a logit loss "
+                             "(minimax or nonsaturating); for the Wasserstein loss use wgan-gp")
+        sigma = self.instance_noise
+        if isinstance(sigma, bool) or not isinstance(sigma, numbers.Real) or not (np.isfinite(sigma) and sigma >= 0):
+            raise ValueError(f"instance_noise must be a finite number >= 0, got {sigma!r}")
+        n = self.instance_noise_anneal
+        if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 0:
+            raise ValueError(f"instance_noise_anneal must be an int >= 0 (rounds; 0: no annealing), got {n!r}")
+
+    def noise_scale(self, step: int) -> float:
+        """sigma for the round that starts after `step` completed rounds."""
+        if self.instance_noise_anneal == 0:
+            return float(self.instance_noise)
+        return float(self.instance_noise) * max(0.0, 1.0 - step / self.instance_noise_anneal)
+
+    @property
+    def needs_noise(self) -> bool:
+        return self.instance_noise > 0
+
+    @property
+    def needs_mix(self) -> bool:
+        return self.penalty is not None and self.penalty.kind == "wgan-gp"
 
     def to_dict(self) -> dict:
         return {"spec": self.spec.to_dict(), "d_optimizer": self.d_optimizer.to_dict(),
                 "g_optimizer": self.g_optimizer.to_dict(), "batch_size": self.batch_size,
-                "d_steps": self.d_steps, "g_steps": self.g_steps, "clip_value": self.clip_value}
+                "d_steps": self.d_steps, "g_steps": self.g_steps, "clip_value": self.clip_value,
+                "penalty": None if self.penalty is None else self.penalty.to_dict(),
+                "instance_noise": self.instance_noise, "instance_noise_anneal": self.instance_noise_anneal}
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
+        """The inverse of to_dict. Dicts written before penalties and instance noise existed lack those keys."""
+        pen = d.get("penalty")
         return cls(gan.GANSpec.from_dict(d["spec"]), optim.OptimizerSpec(**d["d_optimizer"]),
                    optim.OptimizerSpec(**d["g_optimizer"]), d["batch_size"], d["d_steps"], d["g_steps"],
-                   d["clip_value"])
+                   d["clip_value"], None if pen is None else PenaltySpec(**pen),
+                   d.get("instance_noise", 0.0), d.get("instance_noise_anneal", 0))
 
 
 @dataclass
@@ -72,17 +110,35 @@ class StepInputs:
     real: (d_steps, batch, data_size)  one real batch per D update
     z_d:  (d_steps, batch, z_size)     the noise for the fake batch of each D update
     z_g:  (g_steps, batch, z_size)     the noise for each G update
+    Only when the config asks for them (None otherwise):
+    noise_real, noise_fake: (d_steps, batch, data_size)  N(0, 1) instance noise for D's two batches
+    noise_g:                (g_steps, batch, data_size)  N(0, 1) instance noise for the G steps' fakes
+    mix:                    (d_steps, batch, 1)          U(0, 1) interpolation weights of WGAN-GP
     """
 
     real: np.ndarray
     z_d: np.ndarray
     z_g: np.ndarray
+    noise_real: np.ndarray | None = None
+    noise_fake: np.ndarray | None = None
+    noise_g: np.ndarray | None = None
+    mix: np.ndarray | None = None
 
     def check(self, config: TrainConfig):
         k, m, spec = config.d_steps, config.g_steps, config.spec
-        for what, array, shape in [("real", self.real, (k, None, spec.data_size)),
-                                   ("z_d", self.z_d, (k, None, spec.z_size)),
-                                   ("z_g", self.z_g, (m, None, spec.z_size))]:
+        b = self.real.shape[1] if isinstance(self.real, np.ndarray) and self.real.ndim == 3 else None
+        required = [("real", self.real, (k, None, spec.data_size)),
+                    ("z_d", self.z_d, (k, None, spec.z_size)),
+                    ("z_g", self.z_g, (m, None, spec.z_size))]
+        if config.needs_noise:
+            required += [("noise_real", self.noise_real, (k, b, spec.data_size)),
+                         ("noise_fake", self.noise_fake, (k, self.z_d.shape[1], spec.data_size)),
+                         ("noise_g", self.noise_g, (m, self.z_g.shape[1], spec.data_size))]
+        if config.needs_mix:
+            required += [("mix", self.mix, (k, b, 1))]
+        for what, array, shape in required:
+            if array is None:
+                raise ValueError(f"StepInputs.{what} is missing: the config asks for it (shape {shape})")
             if not isinstance(array, np.ndarray) or not np.issubdtype(array.dtype, np.floating):
                 raise TypeError(f"StepInputs.{what} must be a floating-point numpy array")
             wrong_size = any(want is not None and got != want for got, want in zip(array.shape, shape, strict=False))
@@ -93,19 +149,31 @@ class StepInputs:
                 raise ValueError(f"StepInputs.{what} has an empty batch")
             if not np.all(np.isfinite(array)):
                 raise ValueError(f"StepInputs.{what} contains NaN or Inf")
+        if config.needs_mix and (self.z_d.shape[1] != b or np.any(self.mix < 0) or np.any(self.mix > 1)):
+            raise ValueError("wgan-gp pairs real and fake samples: z_d must have the real batch's size and mix "
+                             "must lie in [0, 1]")
 
 
 def draw_inputs(config: TrainConfig, data: np.ndarray, rng: np.random.Generator) -> StepInputs:
     """The project's standard way to draw one round's inputs from a dataset and a numpy Generator.
 
     Real batches are drawn uniformly with replacement from data (N, data_size); z ~ N(0, I).
-    Draw order: real indices (k, B), then z_d (k, B, z), then z_g (m, B, z).
+    Draw order: real indices (k, B), then z_d (k, B, z), then z_g (m, B, z); then, only when the config
+    asks for them, noise_real, noise_fake (k, B, data), noise_g (m, B, data) ~ N(0, I) and mix (k, B, 1)
+    ~ U(0, 1). A config without those options draws exactly what it always did.
     """
     k, m, b, spec = config.d_steps, config.g_steps, config.batch_size, config.spec
     index = rng.integers(0, len(data), size=(k, b))
     z_d = rng.standard_normal((k, b, spec.z_size))
     z_g = rng.standard_normal((m, b, spec.z_size))
-    return StepInputs(data[index], z_d, z_g)
+    extra = {}
+    if config.needs_noise:
+        extra["noise_real"] = rng.standard_normal((k, b, spec.data_size))
+        extra["noise_fake"] = rng.standard_normal((k, b, spec.data_size))
+        extra["noise_g"] = rng.standard_normal((m, b, spec.data_size))
+    if config.needs_mix:
+        extra["mix"] = rng.uniform(0.0, 1.0, size=(k, b, 1))
+    return StepInputs(data[index], z_d, z_g, **extra)
 
 
 @dataclass
@@ -125,6 +193,7 @@ class StepMetrics:
     critic_gap: float
     d_grad_norm: float
     g_grad_norm: float
+    d_penalty: float = 0.0  # the gradient penalty's share of d_loss (0 without one)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -143,14 +212,22 @@ def train_step(config: TrainConfig, state: TrainState, inputs: StepInputs) -> tu
     """One round of alternating training. Pure: returns a new state and leaves `state` untouched."""
     inputs.check(config)
     params, d_opt, g_opt = state.params, state.d_opt_state, state.g_opt_state
+    sigma = config.noise_scale(state.step)  # instance noise for this round (0: none)
+
+    def scaled(noise, i):
+        return None if not config.needs_noise else sigma * noise[i]  # (B, data_size)
+
     for i in range(config.d_steps):  # G frozen: d_update changes only "D.*" entries
-        params, d_opt, d_stats = gan.d_update(config.spec, config.d_optimizer, params, d_opt,
-                                              inputs.real[i], inputs.z_d[i], config.clip_value)
+        params, d_opt, d_stats = gan.d_update(
+            config.spec, config.d_optimizer, params, d_opt, inputs.real[i], inputs.z_d[i], config.clip_value,
+            real_noise=scaled(inputs.noise_real, i), fake_noise=scaled(inputs.noise_fake, i),
+            penalty_spec=config.penalty, mix=None if inputs.mix is None else inputs.mix[i])
     for i in range(config.g_steps):  # D frozen: g_update changes only "G.*" entries
-        params, g_opt, g_stats = gan.g_update(config.spec, config.g_optimizer, params, g_opt, inputs.z_g[i])
+        params, g_opt, g_stats = gan.g_update(config.spec, config.g_optimizer, params, g_opt, inputs.z_g[i],
+                                              fake_noise=scaled(inputs.noise_g, i))
     metrics = StepMetrics(step=state.step + 1, d_loss=d_stats.loss, g_loss=g_stats.loss,
                           d_grad_norm=d_stats.grad_norm, g_grad_norm=g_stats.grad_norm,
-                          **d_step_metrics(config.spec.loss, d_stats))
+                          d_penalty=d_stats.penalty, **d_step_metrics(config.spec.loss, d_stats))
     return TrainState(params, d_opt, g_opt, state.step + 1), metrics
 
 

@@ -2,7 +2,8 @@
 
 Each line is the StepMetrics of one round (reference/train.py), exactly as the backend reported it,
 not an average: {"step", "d_loss", "g_loss", "d_acc_real", "d_acc_fake", "critic_gap", "d_grad_norm",
-"g_grad_norm"}. A round is logged when its step is a multiple of --log-every, and the last round of a
+"g_grad_norm", "d_penalty"} (d_penalty: the gradient penalty's share of d_loss, 0 without one). A round
+is logged when its step is a multiple of --log-every, and the last round of a
 `train` invocation is always logged. Figures that do not apply (accuracies for WGAN, the critic gap
 otherwise) are NaN in memory and `null` in the file, which keeps every line strict JSON.
 """
@@ -15,7 +16,8 @@ from pathlib import Path
 
 from .files import atomic_write_bytes
 
-FIELDS = ("step", "d_loss", "g_loss", "d_acc_real", "d_acc_fake", "critic_gap", "d_grad_norm", "g_grad_norm")
+FIELDS = ("step", "d_loss", "g_loss", "d_acc_real", "d_acc_fake", "critic_gap", "d_grad_norm", "g_grad_norm",
+          "d_penalty")
 
 
 def to_json_line(record: dict) -> str:
