@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from reference.train import TrainConfig
+
 from . import load_backend
 from .interface import DTYPES
 from .run import checkpoint, config, datasets, evaluate, plots, trainer
@@ -106,8 +108,10 @@ def make_backend(backend_name: str, train_config, *, dtype: str, device: str | N
             raise CLIError(f"the {backend_name} backend does not support {', '.join('--' + k for k in extra)}: "
                            f"{e}") from None
         raise
-    except ValueError as e:  # e.g. a device or dtype the backend cannot use
-        raise CLIError(f"the {backend_name} backend: {e}") from None
+    except ValueError as e:  # e.g. a device or dtype the backend cannot use, or an option it does not implement
+        message = str(e)
+        raise CLIError(message if message.startswith(f"the {backend_name} backend") else
+                       f"the {backend_name} backend: {message}") from None
 
 
 def backend_meta(backend) -> dict:
@@ -161,8 +165,8 @@ def _resume_options(run: Path, given: dict) -> tuple[dict, dict]:
             raise CLIError(f"{config.BY_NAME[name].flag} cannot change when resuming: the run has "
                            f"{opts.get(name)!r}, got {value!r}")
         opts[name] = value
-    config.resolve(opts)  # re-check the merged options
-    return saved, opts
+    # re-check the merged options; a run saved before an option existed gets that option's default
+    return saved, config.resolve(opts)
 
 
 def cmd_train(backend_name: str, args: argparse.Namespace) -> int:
@@ -179,7 +183,7 @@ def cmd_train(backend_name: str, args: argparse.Namespace) -> int:
                                data_dir=opts["data_dir"])
     train_config = config.train_config(opts, info.dim)
     if saved is not None:
-        if saved["train_config"] != train_config.to_dict():
+        if TrainConfig.from_dict(saved["train_config"]).to_dict() != train_config.to_dict():
             raise CLIError(f"{run_dir}/config.json: its options and its train_config disagree")
         if saved["dataset"]["sha256"] != info.sha256:
             raise CLIError(f"the {info.name} training data differs from the data run {run_dir} was trained on "

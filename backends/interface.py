@@ -59,7 +59,7 @@ class Backend(abc.ABC):
             raise TypeError(f"config must be a reference.train.TrainConfig, got {type(config).__name__}")
         missing = sorted(required_features(config) - self.features)
         if missing:
-            raise ValueError(f"the {self.name} backend does not implement {', '.join(missing)}; the reference "
+            raise ValueError(f"the {self.name} backend does not implement {', '.join(missing)} (yet); the reference "
                              f"backend does (reference.train.train_step)")
         self.config = config
         self.dtype = dtype
@@ -128,51 +128,75 @@ class Backend(abc.ABC):
     # ----- the D step and the G step, without updating -----
 
     @abc.abstractmethod
-    def d_grads(self, x_real: np.ndarray, z: np.ndarray) -> tuple[float, dict[str, np.ndarray]]:
-        """D's loss and its gradient for every "D.*" parameter (interchange layout, float64)."""
+    def d_grads(self, x_real: np.ndarray, z: np.ndarray, *, real_noise: np.ndarray | None = None,
+                fake_noise: np.ndarray | None = None, mix: np.ndarray | None = None) -> tuple[float, dict]:
+        """D's loss and its gradient for every "D.*" parameter (interchange layout, float64).
+
+        real_noise / fake_noise (B, data_size): instance noise added to what D sees, already scaled by sigma.
+        mix (B, 1): WGAN-GP's interpolation weights. The config's gradient penalty, if any, is part of the loss.
+        """
 
     @abc.abstractmethod
-    def g_grads(self, z: np.ndarray) -> tuple[float, dict[str, np.ndarray]]:
+    def g_grads(self, z: np.ndarray, *, fake_noise: np.ndarray | None = None) -> tuple[float, dict]:
         """G's loss and its gradient for every "G.*" parameter (interchange layout, float64)."""
 
     # ----- training -----
 
     @abc.abstractmethod
     def train_step(self, inputs: StepInputs) -> StepMetrics:
-        """One round: k D updates (clipping after each when configured), then m G updates."""
+        """One round: k D updates (clipping after each when configured), then m G updates.
+        Instance noise is scaled by config.noise_scale(self.step), the completed rounds before this one."""
 
     def set_data(self, data: np.ndarray) -> None:
         """Keep the training set (N, data_size) where the backend computes, for `train_rounds`."""
         self._data = np.asarray(data)
 
-    def train_rounds(self, index: np.ndarray, z_d: np.ndarray, z_g: np.ndarray) -> list[StepMetrics]:
+    def train_rounds(self, index: np.ndarray, z_d: np.ndarray, z_g: np.ndarray, **extras) -> list[StepMetrics]:
         """Run len(index) rounds on the data given to `set_data`.
 
         index: (n, k, B) integer rows of the data; round r's real batches are data[index[r]].
         z_d:   (n, k, B, z_size);  z_g: (n, m, B, z_size).
+        extras: what the config asks for, each with a leading round axis: noise_real, noise_fake
+        (n, k, B, data_size), noise_g (n, m, B, data_size), mix (n, k, B, 1) (see StepInputs).
         Returns one StepMetrics per round; equal to calling train_step round by round.
         """
         data = getattr(self, "_data", None)
         if data is None:
             raise RuntimeError("call set_data(data) before train_rounds")
-        self.check_chunk(index, z_d, z_g, len(data))
-        return [self.train_step(StepInputs(data[index[r]], z_d[r], z_g[r])) for r in range(len(index))]
+        self.check_chunk(index, z_d, z_g, len(data), **extras)
+        return [self.train_step(StepInputs(data[index[r]], z_d[r], z_g[r], **{k: v[r] for k, v in extras.items()}))
+                for r in range(len(index))]
 
-    def check_chunk(self, index: np.ndarray, z_d: np.ndarray, z_g: np.ndarray, rows: int) -> int:
+    def check_chunk(self, index: np.ndarray, z_d: np.ndarray, z_g: np.ndarray, rows: int, **extras) -> int:
         """Validate train_rounds' arguments against the config and a dataset of `rows` rows; return n."""
-        k, m, z_size = self.config.d_steps, self.config.g_steps, self.config.spec.z_size
+        cfg = self.config
+        k, m, z_size, d = cfg.d_steps, cfg.g_steps, cfg.spec.z_size, cfg.spec.data_size
         if not isinstance(index, np.ndarray) or not np.issubdtype(index.dtype, np.integer):
             raise TypeError("index must be an integer numpy array of shape (n, d_steps, batch)")
         if index.ndim != 3 or index.shape[1] != k or index.shape[2] == 0:
             raise ValueError(f"index must have shape (n, {k}, batch > 0), got {index.shape}")
         n, _, batch = index.shape
-        for what, array, shape in [("z_d", z_d, (n, k, batch, z_size)), ("z_g", z_g, (n, m, batch, z_size))]:
+        wanted = {"noise_real": (n, k, batch, d), "noise_fake": (n, k, batch, d), "noise_g": (n, m, batch, d)}
+        wanted = {name: shape for name, shape in wanted.items() if cfg.needs_noise}
+        if cfg.needs_mix:
+            wanted["mix"] = (n, k, batch, 1)
+        unexpected = sorted(set(extras) - set(wanted))
+        if unexpected:
+            raise ValueError(f"train_rounds got {', '.join(unexpected)}, which this config does not use")
+        missing = sorted(set(wanted) - set(extras))
+        if missing:
+            raise ValueError(f"train_rounds needs {', '.join(missing)} for this config (instance noise / wgan-gp)")
+        arrays = [("z_d", z_d, (n, k, batch, z_size)), ("z_g", z_g, (n, m, batch, z_size))]
+        arrays += [(name, extras[name], shape) for name, shape in wanted.items()]
+        for what, array, shape in arrays:
             if not isinstance(array, np.ndarray) or not np.issubdtype(array.dtype, np.floating):
                 raise TypeError(f"{what} must be a floating-point numpy array")
             if array.shape != shape:
                 raise ValueError(f"{what} must have shape {shape}, got {array.shape}")
             if not np.all(np.isfinite(array)):
                 raise ValueError(f"{what} contains NaN or Inf")
+        if "mix" in extras and (np.any(extras["mix"] < 0) or np.any(extras["mix"] > 1)):
+            raise ValueError("mix must lie in [0, 1]")
         if n and (index.min() < 0 or index.max() >= rows):
             raise ValueError(f"index holds rows outside the data given to set_data: rows must be in [0, {rows}), "
                              f"got min {index.min()}, max {index.max()}")
@@ -248,17 +272,22 @@ class ReferenceBackend(Backend):
     def g_loss(self, fake_out):
         return losses.g_loss(self.config.spec.loss, self._array(fake_out))
 
-    def d_grads(self, x_real, z):
-        grads, stats = gan.d_loss_and_grads(self.config.spec, self._require_state().params,
-                                            self._array(x_real), self._array(z))
+    def _optional(self, x):
+        return None if x is None else self._array(x)
+
+    def d_grads(self, x_real, z, *, real_noise=None, fake_noise=None, mix=None):
+        grads, stats = gan.d_loss_and_grads(
+            self.config.spec, self._require_state().params, self._array(x_real), self._array(z),
+            real_noise=self._optional(real_noise), fake_noise=self._optional(fake_noise),
+            penalty_spec=self.config.penalty, mix=self._optional(mix))
         return stats.loss, {k: v.astype(np.float64) for k, v in grads.items()}
 
-    def g_grads(self, z):
-        grads, stats = gan.g_loss_and_grads(self.config.spec, self._require_state().params, self._array(z))
+    def g_grads(self, z, *, fake_noise=None):
+        grads, stats = gan.g_loss_and_grads(self.config.spec, self._require_state().params, self._array(z),
+                                            fake_noise=self._optional(fake_noise))
         return stats.loss, {k: v.astype(np.float64) for k, v in grads.items()}
 
     def train_step(self, inputs):
-        arrays = {f.name: getattr(inputs, f.name) for f in dataclasses.fields(inputs)}
-        cast = StepInputs(**{k: None if a is None else self._array(a) for k, a in arrays.items()})
+        cast = StepInputs(**{f.name: self._optional(getattr(inputs, f.name)) for f in dataclasses.fields(inputs)})
         self._state, metrics = train_step(self.config, self._require_state(), cast)
         return metrics

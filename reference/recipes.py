@@ -10,6 +10,8 @@ this data (PacGAN's Table 1 reports 6.3 of 8 modes on average for a plain GAN): 
     minimax / nonsaturating:  Adam(lr 1e-3, betas (0.5, 0.999)) for both networks, k = m = 1
     wasserstein:              RMSprop(lr 5e-5) for both, k = 5 critic steps per G step, clip c = 0.01
                               (the settings of Arjovsky et al. 2017, Algorithm 1)
+    wasserstein + wgan-gp:    Adam(lr 1e-4, betas (0, 0.9)) for both, k = 5, no clipping, lambda = 10
+                              (the settings of Gulrajani et al. 2017, Algorithm 1)
 
 Networks are ReLU MLPs; D outputs a logit (identity output). G's output is identity for the toy data,
 and tanh for images scaled to [-1, 1].
@@ -18,6 +20,7 @@ and tanh for images scaled to [-1, 1].
 from dataclasses import dataclass
 
 from . import gan, mlp, optim, train
+from .penalty import PenaltySpec
 
 
 @dataclass(frozen=True)
@@ -41,8 +44,9 @@ RECIPES = {  # per dataset: network sizes and a default length that works for th
 
 def default_config(dataset: str, data_size: int, loss: str = "nonsaturating", *, z_size=None, hidden=None,
                    batch_size=None, d_optimizer=None, g_optimizer=None, d_steps=None, g_steps=None,
-                   clip_value=None) -> train.TrainConfig:
-    """The recipe's TrainConfig for `dataset` (whose samples have `data_size` numbers), with overrides."""
+                   clip_value=None, penalty: str | None = None) -> train.TrainConfig:
+    """The recipe's TrainConfig for `dataset` (whose samples have `data_size` numbers), with overrides.
+    penalty: a gradient penalty's kind, with its default weight (PENALTY_WEIGHTS)."""
     if dataset not in RECIPES:
         raise ValueError(f"no recipe for dataset {dataset!r}; choose one of {', '.join(RECIPES)}")
     recipe = RECIPES[dataset]
@@ -53,7 +57,10 @@ def default_config(dataset: str, data_size: int, loss: str = "nonsaturating", *,
         discriminator=mlp.MLPSpec(data_size, hidden, 1, "relu", "identity"),
         loss=loss,
     )
-    if loss == "wasserstein":
+    if loss == "wasserstein" and penalty == "wgan-gp":
+        default_opt = optim.OptimizerSpec("adam", lr=1e-4, beta1=0.0, beta2=0.9)
+        default_d_steps, default_clip = 5, None
+    elif loss == "wasserstein":
         default_opt = optim.OptimizerSpec("rmsprop", lr=5e-5)
         default_d_steps, default_clip = 5, 0.01
     else:
@@ -67,8 +74,15 @@ def default_config(dataset: str, data_size: int, loss: str = "nonsaturating", *,
         d_steps=d_steps or default_d_steps,
         g_steps=g_steps or 1,
         clip_value=clip_value if clip_value is not None else default_clip,
+        penalty=None if penalty is None else PenaltySpec(penalty, PENALTY_WEIGHTS[penalty]),
     )
 
 
 def default_steps(dataset: str) -> int:
     return RECIPES[dataset].steps if dataset in RECIPES else 5000
+
+
+# The weight of each gradient penalty when none is given: gamma = 1 for R1 and Roth et al.'s regulariser
+# (the Dirac GAN of experiments/failure_to_converge.py converges with it), lambda = 10 for WGAN-GP (the value
+# Gulrajani et al. 2017 use in all their experiments).
+PENALTY_WEIGHTS = {"r1": 1.0, "roth": 1.0, "wgan-gp": 10.0}

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from reference import data as toy_data
 from reference import losses, optim, recipes
+from reference.penalty import PENALTIES, PenaltySpec
 from reference.train import TrainConfig
 
 from ..interface import DTYPES
@@ -70,6 +71,12 @@ OPTIONS = (
     Option("g_steps", int, "m: G updates per round"),
     Option("clip", float, "WGAN weight clipping: clamp every critic parameter to [-c, c] after each D update; "
                           "0 turns it off (default 0.01 for wasserstein, 0 otherwise)"),
+    Option("penalty", str, "gradient penalty on D: r1 (Mescheder et al.), roth (Roth et al.), wgan-gp (Gulrajani "
+                           "et al.), or none (default)", ("none", *PENALTIES)),
+    Option("penalty_weight", float, "the penalty's weight (gamma / lambda; default 1 for r1 and roth, 10 for wgan-gp)"),
+    Option("instance_noise", float, "sigma of the Gaussian noise added to every sample D sees (default 0: none)"),
+    Option("instance_noise_anneal", int, "rounds over which the instance noise decays linearly to 0 "
+                                         "(default 0: constant)"),
     Option("train_size", int, "number of samples in the synthetic training set (toy datasets)"),
     Option("seed", int, "seed of every random stream of the run (default 0)"),
     Option("device", str, "backend device, e.g. cpu, cuda, cuda:1 (default: the backend's choice)",
@@ -89,6 +96,7 @@ OPTIONS = (
 BY_NAME = {o.name: o for o in OPTIONS}
 
 RUN_DEFAULTS = {"dataset": "ring", "loss": "nonsaturating", "seed": 0, "dtype": "float64", "train_size": 100_000,
+                "penalty": "none", "instance_noise": 0.0, "instance_noise_anneal": 0,
                 "log_every": 10, "sample_every": 500, "checkpoint_every": 1000, "compile": False, "amp": False}
 
 
@@ -118,7 +126,7 @@ def check_value(name: str, value, where: str):
         raise ConfigError(f"{where}: {name!r} must be {want}, got {type(value).__name__} {value!r}")
     if opt.choices is not None and value not in opt.choices:
         raise ConfigError(f"{where}: {name!r} is {value!r}; choose one of {', '.join(opt.choices)}")
-    if opt.kind is int and name != "seed" and value <= 0:
+    if opt.kind is int and name not in ("seed", "instance_noise_anneal") and value <= 0:
         raise ConfigError(f"{where}: {name!r} must be positive, got {value}")
     if opt.kind is list and any(v <= 0 for v in value):
         raise ConfigError(f"{where}: {name!r} must hold positive sizes, got {value}")
@@ -126,8 +134,8 @@ def check_value(name: str, value, where: str):
         raise ConfigError(f"{where}: 'seed' must be >= 0, got {value}")
     if opt.kind is float and (value != value or value in (float("inf"), float("-inf"))):
         raise ConfigError(f"{where}: {name!r} must be finite, got {value}")
-    if name == "clip" and value < 0:
-        raise ConfigError(f"{where}: 'clip' must be >= 0 (0: no clipping), got {value}")
+    if name in ("clip", "penalty_weight", "instance_noise", "instance_noise_anneal") and value < 0:
+        raise ConfigError(f"{where}: {name!r} must be >= 0, got {value}")
     return value
 
 
@@ -172,7 +180,12 @@ def resolve(given: dict) -> dict:
                           ("hidden", list(recipe.hidden))]:
         if opts[name] is None:
             opts[name] = default
-    base = recipes.default_config(opts["dataset"], 1, opts["loss"])  # for the loss's default optimizers
+    penalty = None if opts["penalty"] == "none" else opts["penalty"]
+    if penalty == "roth" and opts["loss"] == "wasserstein":
+        raise ConfigError("--penalty roth weights samples by D's probabilities and needs a logit loss; with "
+                          "--loss wasserstein use --penalty wgan-gp")
+    # the loss's (and WGAN-GP's) default optimizers, k and clipping
+    base = recipes.default_config(opts["dataset"], 1, opts["loss"], penalty=penalty)
     for net, spec in (("g", base.g_optimizer), ("d", base.d_optimizer)):
         if opts[f"{net}_optimizer"] is None:
             opts[f"{net}_optimizer"] = spec.name
@@ -187,6 +200,13 @@ def resolve(given: dict) -> dict:
         opts["g_steps"] = base.g_steps
     if opts["clip"] is None:
         opts["clip"] = float(base.clip_value or 0.0)
+    if opts["penalty"] == "none":
+        if opts["penalty_weight"] is not None:
+            raise ConfigError("--penalty-weight is set but there is no --penalty")
+    elif opts["penalty_weight"] is None:
+        opts["penalty_weight"] = recipes.PENALTY_WEIGHTS[opts["penalty"]]
+    if opts["instance_noise_anneal"] and not opts["instance_noise"]:
+        raise ConfigError("--instance-noise-anneal is set but --instance-noise is 0")
     if opts["dataset"] == "mnist" and opts["data_dir"] is None:
         raise ConfigError("--dataset mnist needs --data-dir: the folder with train-images-idx3-ubyte(.gz) and "
                           "train-labels-idx1-ubyte(.gz)")
@@ -207,4 +227,7 @@ def train_config(opts: dict, data_size: int) -> TrainConfig:
         opts["dataset"], data_size, opts["loss"], z_size=opts["z_size"], hidden=tuple(opts["hidden"]),
         batch_size=opts["batch_size"], d_optimizer=optimizer_spec(opts, "d"), g_optimizer=optimizer_spec(opts, "g"),
         d_steps=opts["d_steps"], g_steps=opts["g_steps"])
-    return dataclasses.replace(config, clip_value=opts["clip"] if opts["clip"] > 0 else None)
+    penalty = None if opts["penalty"] == "none" else PenaltySpec(opts["penalty"], opts["penalty_weight"])
+    return dataclasses.replace(config, clip_value=opts["clip"] if opts["clip"] > 0 else None, penalty=penalty,
+                               instance_noise=opts["instance_noise"],
+                               instance_noise_anneal=opts["instance_noise_anneal"])

@@ -2,7 +2,8 @@
 
 Randomness: every random number of training is drawn here, on the host, from ONE numpy Generator,
 np.random.default_rng([seed, 2]) (the stream reference.train.train uses), round after round in the order
-of reference.train.draw_inputs: real-row indices (k, B), then z_d (k, B, z_size), then z_g (m, B, z_size).
+of reference.train.draw_inputs: real-row indices (k, B), then z_d (k, B, z_size), then z_g (m, B, z_size),
+then, only when the config asks for them, the instance noise and WGAN-GP's interpolation weights.
 The backend gets the training set once (`set_data`) and then chunks of rounds (`train_rounds`), so a run
 is a deterministic function of its options and seed whatever the chunk sizes, and the checkpoint, which
 stores the Generator's state after its round, resumes it bit for bit.
@@ -51,17 +52,30 @@ def step_rng(seed: int) -> np.random.Generator:
 def draw_chunk(rng: np.random.Generator, config, n_data: int, n: int):
     """n rounds of draws, round by round in reference.train.draw_inputs' order.
 
-    Returns index (n, k, B) int64, z_d (n, k, B, z_size), z_g (n, m, B, z_size) float64.
+    Returns index (n, k, B) int64, z_d (n, k, B, z_size), z_g (n, m, B, z_size) float64, and a dict of the
+    extra inputs the config asks for (train_rounds' keyword arguments): noise_real, noise_fake
+    (n, k, B, data_size), noise_g (n, m, B, data_size) and mix (n, k, B, 1); empty for a plain config.
     """
-    k, m, b, z = config.d_steps, config.g_steps, config.batch_size, config.spec.z_size
+    k, m, b, z, d = config.d_steps, config.g_steps, config.batch_size, config.spec.z_size, config.spec.data_size
     index = np.empty((n, k, b), dtype=np.int64)
     z_d = np.empty((n, k, b, z))
     z_g = np.empty((n, m, b, z))
+    extras = {}
+    if config.needs_noise:
+        extras.update(noise_real=np.empty((n, k, b, d)), noise_fake=np.empty((n, k, b, d)),
+                      noise_g=np.empty((n, m, b, d)))
+    if config.needs_mix:
+        extras["mix"] = np.empty((n, k, b, 1))
     for r in range(n):
         index[r] = rng.integers(0, n_data, size=(k, b))
         z_d[r] = rng.standard_normal((k, b, z))
         z_g[r] = rng.standard_normal((m, b, z))
-    return index, z_d, z_g
+        for name in ("noise_real", "noise_fake", "noise_g"):
+            if name in extras:
+                extras[name][r] = rng.standard_normal(extras[name].shape[1:])
+        if "mix" in extras:
+            extras["mix"][r] = rng.uniform(0.0, 1.0, size=(k, b, 1))
+    return index, z_d, z_g, extras
 
 
 @dataclass
@@ -157,6 +171,10 @@ class Trainer:
     def _chunk_cap(self) -> int:
         c = self.backend.config
         per_round = c.batch_size * (c.d_steps * (c.spec.z_size + 1) + c.g_steps * c.spec.z_size)
+        if c.needs_noise:
+            per_round += c.batch_size * c.spec.data_size * (2 * c.d_steps + c.g_steps)
+        if c.needs_mix:
+            per_round += c.batch_size * c.d_steps
         return max(1, min(MAX_CHUNK, MAX_CHUNK_NUMBERS // per_round))
 
     def _next_boundary(self, step: int, total: int) -> int:
@@ -177,9 +195,9 @@ class Trainer:
             step = start
             while step < total and signals.caught is None:
                 n = max(1, min(chunk, cap, self._next_boundary(step, total) - step))
-                index, z_d, z_g = draw_chunk(self.rng, backend.config, len(self.data), n)
+                index, z_d, z_g, extras = draw_chunk(self.rng, backend.config, len(self.data), n)
                 t0 = time.perf_counter()
-                metrics = backend.train_rounds(index, z_d, z_g)
+                metrics = backend.train_rounds(index, z_d, z_g, **extras)
                 elapsed = time.perf_counter() - t0
                 records = [m.to_dict() for m in metrics]
                 if len(records) != n:
