@@ -62,9 +62,11 @@ def main(argv=None) -> int:
     total = time.perf_counter() - start
     print(report.table(results, skipped))
     print(report.failures(results))
-    failed = sum(r.status != "pass" for r in results)
-    print(f"\n{len(results) - failed}/{len(results)} passed; profile {args.profile} ({n} examples per check), "
-          f"seed {seed}; {total:.1f}s in all")
+    failed = sum(r.status in ("fail", "error") for r in results)
+    skips = sum(r.status == "skip" for r in results)
+    print(f"\n{len(results) - failed - skips}/{len(results)} passed"
+          + (f", {skips} skipped (not implemented by the backend)" if skips else "")
+          + f"; profile {args.profile} ({n} examples per check), seed {seed}; {total:.1f}s in all")
     if args.json:
         report.write_json(args.json, results, skipped, {"seed": seed, "profile": args.profile, "seconds": total})
     return 1 if failed or not results else 0

@@ -15,8 +15,9 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from hypothesis import strategies as st
 
-from reference import gan, losses, mlp, optim
+from reference import gan, losses, mlp, optim, penalty
 from reference.gan import GANSpec
+from reference.penalty import PenaltySpec
 from reference.train import StepInputs, TrainConfig
 
 from .tolerances import ADAPTIVE_MARGIN, KINK_MARGIN, NOISE_MARGIN
@@ -93,9 +94,17 @@ class Case:
         real = rng.standard_normal((cfg.d_steps, b, cfg.spec.data_size)) * self.data_scale + rng.normal()
         z_d = rng.standard_normal((cfg.d_steps, b, cfg.spec.z_size))
         z_g = rng.standard_normal((cfg.g_steps, b, cfg.spec.z_size))
+        extras = {}
+        if cfg.needs_noise:  # drawn after the usual arrays: a case without remedies draws what it always did
+            d = cfg.spec.data_size
+            extras["noise_real"] = rng.standard_normal((cfg.d_steps, b, d))
+            extras["noise_fake"] = rng.standard_normal((cfg.d_steps, b, d))
+            extras["noise_g"] = rng.standard_normal((cfg.g_steps, b, d))
+        if cfg.needs_mix:
+            extras["mix"] = rng.uniform(0.0, 1.0, size=(cfg.d_steps, b, 1))
         if z_g_stream is not None:
             z_g = self.rng(z_g_stream).standard_normal(z_g.shape)
-        return StepInputs(real, z_d, z_g)
+        return StepInputs(real, z_d, z_g, **extras)
 
     def logits(self, stream: int) -> np.ndarray:
         """(B, 1) logits of magnitude up to logit_scale (<= 1e4), with special values mixed in."""
@@ -112,7 +121,8 @@ class Case:
                 f", D {c.spec.discriminator.sizes} {c.spec.discriminator.hidden_activation}"
                 f" (leaky slope {c.spec.discriminator.leaky_slope:g}), loss {c.spec.loss}, batch {self.batch}, "
                 f"D opt {c.d_optimizer}, G opt {c.g_optimizer}, k={c.d_steps}, m={c.g_steps}, "
-                f"clip={c.clip_value}, seed={self.seed}, input_seed={self.input_seed}, "
+                f"clip={c.clip_value}, penalty={c.penalty}, instance_noise={c.instance_noise:g} "
+                f"(anneal {c.instance_noise_anneal}), seed={self.seed}, input_seed={self.input_seed}, "
                 f"param_scale={self.param_scale:g}, warm_state={self.warm_state}, rounds={self.rounds}")
 
 
@@ -177,9 +187,25 @@ def optimizer_specs(draw):
                                eps=draw(log_uniform(1e-8, 1e-4)), momentum=momentum)
 
 
+def remedy_options(draw, spec: GANSpec, features: frozenset) -> dict:
+    """A gradient penalty and/or instance noise among those `features` allows (at least one of them)."""
+    kinds = [k for k in penalty.PENALTIES if f"penalty:{k}" in features
+             and not (k == "roth" and spec.loss == "wasserstein")]
+    options = {}
+    noise = "instance_noise" in features and (not kinds or draw(st.booleans()))
+    if kinds and (not noise or draw(st.booleans())):
+        options["penalty"] = PenaltySpec(draw(st.sampled_from(kinds)), draw(log_uniform(1e-2, 10.0)))
+    if noise:
+        options["instance_noise"] = draw(log_uniform(1e-3, 1.0))
+        options["instance_noise_anneal"] = draw(st.just(0) | st.integers(1, 200))  # warm states start at 1-100
+    return options
+
+
 @st.composite
-def cases(draw, sizes: Sizes = BIG, *, loss=None, clip: str = "maybe", logits: bool = False, warm: bool = True):
-    """A Case. clip: "never" | "maybe" | "always" (then c is small enough that clipping bites)."""
+def cases(draw, sizes: Sizes = BIG, *, loss=None, clip: str = "maybe", logits: bool = False, warm: bool = True,
+          remedies: frozenset | None = None):
+    """A Case. clip: "never" | "maybe" | "always" (then c is small enough that clipping bites).
+    remedies: the optional features (Backend.features) to draw a penalty and/or instance noise from."""
     spec = draw(gan_specs(sizes, loss))
     seed = draw(st.integers(0, 2**32 - 1))
     param_scale = draw(st.just(1.0) | st.floats(0.3, 3.0))
@@ -193,7 +219,8 @@ def cases(draw, sizes: Sizes = BIG, *, loss=None, clip: str = "maybe", logits: b
     config = TrainConfig(spec, d_optimizer=draw(optimizer_specs()), g_optimizer=draw(optimizer_specs()),
                          batch_size=draw(st.integers(1, sizes.max_batch)),
                          d_steps=draw(st.integers(1, sizes.max_d_steps)),
-                         g_steps=draw(st.integers(1, sizes.max_g_steps)), clip_value=clip_value)
+                         g_steps=draw(st.integers(1, sizes.max_g_steps)), clip_value=clip_value,
+                         **(remedy_options(draw, spec, remedies) if remedies else {}))
     return Case(config, seed, draw(st.integers(0, 2**32 - 1)), config.batch_size, param_scale=param_scale,
                 warm_state=warm and draw(st.booleans()), rounds=draw(st.integers(min(2, sizes.max_rounds),
                                                                                   sizes.max_rounds)),
@@ -245,7 +272,8 @@ def adaptive_margin(opt: optim.OptimizerSpec, state: dict, grads: dict) -> float
     return worst
 
 
-def gradient_bounds(spec: GANSpec, params: dict, step: str, z: np.ndarray, x_real: np.ndarray | None = None) -> dict:
+def gradient_bounds(spec: GANSpec, params: dict, step: str, z: np.ndarray, x_real: np.ndarray | None = None, *,
+                    real_noise=None, fake_noise=None, penalty_spec=None, mix=None) -> dict:
     """The rounding scale of every parameter gradient entry of a D step (step="d") or a G step ("g").
 
     A gradient entry is a sum of products; its rounding error is proportional to the sum of the |terms|,
@@ -253,7 +281,10 @@ def gradient_bounds(spec: GANSpec, params: dict, step: str, z: np.ndarray, x_rea
     derivative is >= 0): each entry becomes the sum of the magnitudes of the terms that make it up. An entry
     that is 0 with a nonzero bound is a cancellation (a linear critic's bias under the Wasserstein loss gets
     +c/B from each real sample and -c/B from each fake one): float arithmetic leaves ~eps * bound there.
-    An entry whose bound is 0 (a dead ReLU unit) is exactly 0 in any precision."""
+    An entry whose bound is 0 (a dead ReLU unit) is exactly 0 in any precision.
+    With instance noise the batches are those D sees. A gradient penalty's share is added as |its gradient|:
+    an estimate (its own terms' magnitudes are not tracked), enough to keep its entries from counting as
+    structural zeros."""
     abs_params = {k: np.abs(v) for k, v in params.items()}
 
     def abs_backward(net_spec, prefix, cache, grad_out):
@@ -261,13 +292,19 @@ def gradient_bounds(spec: GANSpec, params: dict, step: str, z: np.ndarray, x_rea
         return mlp.backward(net_spec, abs_params, prefix, abs_cache, np.abs(grad_out))
 
     x_fake, g_cache = mlp.forward(spec.generator, params, "G", z)
+    x_fake = _seen(x_fake, fake_noise)
     fake_out, fake_cache = mlp.forward(spec.discriminator, params, "D", x_fake)
     if step == "d":
+        x_real = _seen(x_real, real_noise)
         real_out, real_cache = mlp.forward(spec.discriminator, params, "D", x_real)
         _, grad_real_out, grad_fake_out = losses.d_loss(spec.loss, real_out, fake_out)
         _, from_real = abs_backward(spec.discriminator, "D", real_cache, grad_real_out)
         _, from_fake = abs_backward(spec.discriminator, "D", fake_cache, grad_fake_out)
-        return {k: from_real[k] + from_fake[k] for k in from_real}
+        bounds = {k: from_real[k] + from_fake[k] for k in from_real}
+        if penalty_spec is not None:
+            _, pen = penalty.penalty_and_grads(spec, penalty_spec, params, x_real, x_fake, mix)
+            bounds = {k: bounds[k] + np.abs(pen[k]) for k in bounds}
+        return bounds
     _, grad_fake_out = losses.g_loss(spec.loss, fake_out)
     grad_x_fake, _ = abs_backward(spec.discriminator, "D", fake_cache, grad_fake_out)
     return abs_backward(spec.generator, "G", g_cache, grad_x_fake)[1]
@@ -289,13 +326,14 @@ def noise_margin(opt: optim.OptimizerSpec, state: dict, grads: dict, bounds: dic
     return worst
 
 
-def _update_ok(dtype: str, opt, state, grads, spec: GANSpec, params, step: str, z, x_real=None) -> bool:
+def _update_ok(dtype: str, opt, state, grads, spec: GANSpec, params, step: str, z, x_real=None, options=None) -> bool:
     """Is the next update of an adaptive optimizer well-posed at this dtype? (SGD always is.)"""
     if opt.name == "sgd":
         return True
     if adaptive_margin(opt, state, grads) <= ADAPTIVE_MARGIN[dtype]:
         return False
-    return noise_margin(opt, state, grads, gradient_bounds(spec, params, step, z, x_real)) > NOISE_MARGIN[dtype]
+    bounds = gradient_bounds(spec, params, step, z, x_real, **(options or {}))
+    return noise_margin(opt, state, grads, bounds) > NOISE_MARGIN[dtype]
 
 
 def forward_ok(case: Case, dtype: str, params=None, z=None, x=None) -> bool:
@@ -310,36 +348,55 @@ def forward_ok(case: Case, dtype: str, params=None, z=None, x=None) -> bool:
     return bool(ok)
 
 
+def step_options(cfg: TrainConfig, inp: StepInputs, step: int, i: int, *, g_step: bool = False) -> dict:
+    """The keyword arguments of the i-th D (or G) update of a round after `step` completed rounds: instance noise
+    scaled by that round's sigma, the penalty and WGAN-GP's mix (what reference.train.train_step passes)."""
+    sigma = cfg.noise_scale(step)
+    if g_step:
+        return {"fake_noise": sigma * inp.noise_g[i] if cfg.needs_noise else None}
+    return {"real_noise": sigma * inp.noise_real[i] if cfg.needs_noise else None,
+            "fake_noise": sigma * inp.noise_fake[i] if cfg.needs_noise else None,
+            "penalty_spec": cfg.penalty, "mix": inp.mix[i] if cfg.needs_mix else None}
+
+
+def _seen(x, noise):
+    return x if noise is None else x + noise
+
+
 def rounds_ok(case: Case, dtype: str, inputs: list[StepInputs], state=None, *, updates=True) -> bool:
     """Replay the rounds in the float64 reference, checking every forward pass for kinks and (with
     updates) every adaptive optimizer step for a denominator at rounding-noise level."""
     cfg, spec = case.config, case.config.spec
-    params, d_opt, g_opt, _ = case.initial_state() if state is None else state
+    params, d_opt, g_opt, step = case.initial_state() if state is None else state
     km = KINK_MARGIN[dtype]
     logit = spec.loss != "wasserstein"
-    for inp in inputs:
+    for r, inp in enumerate(inputs):
         for i in range(cfg.d_steps):
-            fake = gan.generate(spec, params, inp.z_d[i])
+            opts = step_options(cfg, inp, step + r, i)
+            real = _seen(inp.real[i], opts["real_noise"])
+            fake = _seen(gan.generate(spec, params, inp.z_d[i]), opts["fake_noise"])
+            seen = [real, fake] + ([opts["mix"] * real + (1 - opts["mix"]) * fake] if cfg.needs_mix else [])
             if (kink_margin(spec.generator, params, "G", inp.z_d[i]) <= km
-                    or kink_margin(spec.discriminator, params, "D", inp.real[i], logit=logit) <= km
-                    or kink_margin(spec.discriminator, params, "D", fake, logit=logit) <= km):
+                    or any(kink_margin(spec.discriminator, params, "D", x, logit=logit) <= km for x in seen)):
                 return False
             if updates:
-                grads, _ = gan.d_loss_and_grads(spec, params, inp.real[i], inp.z_d[i])
-                if not _update_ok(dtype, cfg.d_optimizer, d_opt, grads, spec, params, "d", inp.z_d[i], inp.real[i]):
+                grads, _ = gan.d_loss_and_grads(spec, params, inp.real[i], inp.z_d[i], **opts)
+                if not _update_ok(dtype, cfg.d_optimizer, d_opt, grads, spec, params, "d", inp.z_d[i], inp.real[i],
+                                  opts):
                     return False
                 params, d_opt, _ = gan.d_update(spec, cfg.d_optimizer, params, d_opt, inp.real[i], inp.z_d[i],
-                                                cfg.clip_value)
+                                                cfg.clip_value, **opts)
         for i in range(cfg.g_steps):
-            fake = gan.generate(spec, params, inp.z_g[i])
+            opts = step_options(cfg, inp, step + r, i, g_step=True)
+            fake = _seen(gan.generate(spec, params, inp.z_g[i]), opts["fake_noise"])
             if (kink_margin(spec.generator, params, "G", inp.z_g[i]) <= km
                     or kink_margin(spec.discriminator, params, "D", fake) <= km):
                 return False
             if updates:
-                grads, _ = gan.g_loss_and_grads(spec, params, inp.z_g[i])
-                if not _update_ok(dtype, cfg.g_optimizer, g_opt, grads, spec, params, "g", inp.z_g[i]):
+                grads, _ = gan.g_loss_and_grads(spec, params, inp.z_g[i], **opts)
+                if not _update_ok(dtype, cfg.g_optimizer, g_opt, grads, spec, params, "g", inp.z_g[i], None, opts):
                     return False
-                params, g_opt, _ = gan.g_update(spec, cfg.g_optimizer, params, g_opt, inp.z_g[i])
+                params, g_opt, _ = gan.g_update(spec, cfg.g_optimizer, params, g_opt, inp.z_g[i], **opts)
         if not updates:
             break
     return True

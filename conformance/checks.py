@@ -32,9 +32,10 @@ class Violation(AssertionError):
 class Check:
     name: str
     description: str
-    strategy: Callable[[str], st.SearchStrategy]  # dtype -> strategy of Case
+    strategy: Callable[[str, frozenset], st.SearchStrategy]  # (dtype, backend's features) -> strategy of Case
     run: Callable
     well_posed: Callable[[C.Case, str], bool]  # reject cases where the math has no single answer
+    needs_features: bool = False  # only for backends implementing instance noise or a gradient penalty
 
 
 def _loaded(make, case):
@@ -183,6 +184,57 @@ def train_rounds_well_posed(case, dtype):
     return C.rounds_ok(case, dtype, [StepInputs(data[index[r]], z_d[r], z_g[r]) for r in range(case.rounds)])
 
 
+# ----- remedies for failure to converge: instance noise and gradient penalties -----
+
+def run_penalty_grads(make, case, dtype, peer):
+    b = _loaded(make, case)
+    cfg, inp, step = case.config, case.step_inputs(), case.initial_state()[3]
+    d_opts = C.step_options(cfg, inp, step, 0)
+    d_loss, d_grads = b.d_grads(inp.real[0], inp.z_d[0], real_noise=d_opts["real_noise"],
+                                fake_noise=d_opts["fake_noise"], mix=d_opts["mix"])
+    _expect_names("d_grads", d_grads, gan.network(cfg.spec.param_shapes(), "D"))
+    g_loss, g_grads = b.g_grads(inp.z_g[0], **C.step_options(cfg, inp, step, 0, g_step=True))
+    _expect_names("g_grads", g_grads, gan.network(cfg.spec.param_shapes(), "G"))
+    scale = max(_output_scale(case, [inp]), abs(float(d_loss)))  # the penalty can dominate D's loss
+    return {"D loss": ("value", np.asarray(d_loss), scale), "G loss": ("value", np.asarray(g_loss), scale),
+            **{f"D grad {k}": ("gradient", v) for k, v in d_grads.items()},
+            **{f"G grad {k}": ("gradient", v) for k, v in g_grads.items()}}
+
+
+def penalty_grads_well_posed(case, dtype):
+    return C.rounds_ok(case, dtype, [case.step_inputs()], updates=False)
+
+
+def run_remedies_rounds(make, case, dtype, peer):
+    inputs = [case.step_inputs(r) for r in range(case.rounds)]
+    scale = _output_scale(case, inputs)
+    b = _loaded(make, case)
+    out = {}
+    for r, inp in enumerate(inputs):
+        metrics = b.train_step(inp)
+        out.update(_state_outputs(b, f"train_step round {r + 1}: "))
+        out.update(_metrics_outputs(metrics, f"train_step round {r + 1}: ", scale))
+    # the same rounds through set_data + train_rounds: the real batches become the data, indexed in order
+    k, batch = case.config.d_steps, case.batch
+    data = np.concatenate([inp.real.reshape(-1, inp.real.shape[-1]) for inp in inputs])
+    index = np.arange(len(data)).reshape(case.rounds, k, batch)
+    extras = {name: np.stack([getattr(inp, name) for inp in inputs])
+              for name in ("noise_real", "noise_fake", "noise_g", "mix") if getattr(inputs[0], name) is not None}
+    b = _loaded(make, case)
+    b.set_data(data)
+    metrics = b.train_rounds(index, np.stack([i.z_d for i in inputs]), np.stack([i.z_g for i in inputs]), **extras)
+    if len(metrics) != case.rounds:
+        raise Violation(f"train_rounds returned {len(metrics)} metrics for {case.rounds} rounds")
+    out.update(_state_outputs(b, "train_rounds: "))
+    for r, m in enumerate(metrics):
+        out.update(_metrics_outputs(m, f"train_rounds round {r + 1}: ", scale))
+    return out
+
+
+def remedies_rounds_well_posed(case, dtype):
+    return C.rounds_ok(case, dtype, [case.step_inputs(r) for r in range(case.rounds)])
+
+
 # ----- WGAN weight clipping -----
 
 def run_clipping(make, case, dtype, peer):
@@ -295,7 +347,11 @@ def always(case, dtype):
 
 
 def _s(sizes=C.BIG, **kw):
-    return lambda dtype: C.cases(sizes, **kw)
+    return lambda dtype, features=frozenset(): C.cases(sizes, **kw)
+
+
+def _remedies(sizes):
+    return lambda dtype, features=frozenset(): C.cases(sizes, remedies=frozenset(features))
 
 
 CHECKS: dict[str, Check] = {c.name: c for c in [
@@ -318,6 +374,11 @@ CHECKS: dict[str, Check] = {c.name: c for c in [
           "reference", _s(C.SMALL, clip="always"), run_clipping, step_well_posed),
     Check("freezing", "d_grads/g_grads change nothing; G steps do not touch D (bitwise); G changes only by G's "
           "updates from the round's D", _s(C.SMALL), run_freezing, step_well_posed),
+    Check("penalty_grads", "with a gradient penalty and/or instance noise: D's and G's loss and every gradient "
+          "(double backpropagation)", _remedies(C.SMALL), run_penalty_grads, penalty_grads_well_posed, True),
+    Check("remedies_rounds", "with a penalty and/or (annealed) instance noise: rounds by train_step and by "
+          "train_rounds, everything after each round", _remedies(C.TRAJECTORY), run_remedies_rounds,
+          remedies_rounds_well_posed, True),
 ]}
 
 

@@ -6,11 +6,15 @@ clipping, the loops), each delegating to the reference; a mutant overrides one o
 must pass every check: it is the control that shows a caught mutant is caught for its bug.
 """
 
+import dataclasses
+from unittest import mock
+
 import numpy as np
 
 from backends.interface import ReferenceBackend
-from reference import gan, losses, mlp, optim
-from reference.train import StepInputs, StepMetrics, TrainState, d_step_metrics
+from reference import gan, losses, mlp, optim, penalty
+from reference.activations import Activation
+from reference.train import StepMetrics, TrainState, d_step_metrics
 
 
 class Hooked(ReferenceBackend):
@@ -43,35 +47,48 @@ class Hooked(ReferenceBackend):
     def _import(self, params: dict) -> dict:
         return params
 
+    def _penalty(self, params, real_seen, fake_seen, mix, real_clean, fake_clean):
+        """(value, grads) of the config's gradient penalty on the batches D sees (the clean ones: for mutants)."""
+        return penalty.penalty_and_grads(self.config.spec, self.config.penalty, params, real_seen, fake_seen, mix)
+
+    def _noise_scale(self, step: int) -> float:
+        return self.config.noise_scale(step)
+
     # ----- the D step and the G step -----
-    def _d_grads(self, params, x_real, z):
+    def _d_grads(self, params, x_real, z, real_noise=None, fake_noise=None, mix=None):
         x_fake, _ = self._forward("G", params, z)
-        real_out, real_cache = self._forward("D", params, x_real)
-        fake_out, fake_cache = self._forward("D", params, x_fake)
+        real_seen = x_real if real_noise is None else x_real + real_noise
+        fake_seen = x_fake if fake_noise is None else x_fake + fake_noise
+        real_out, real_cache = self._forward("D", params, real_seen)
+        fake_out, fake_cache = self._forward("D", params, fake_seen)
         loss, g_real, g_fake = self._d_loss(real_out, fake_out)
         _, from_real = self._backward("D", params, real_cache, g_real)
         _, from_fake = self._backward("D", params, fake_cache, g_fake)
         grads = {k: from_real[k] + from_fake[k] for k in from_real}
-        return grads, gan.StepStats(loss, real_out, fake_out, gan.global_norm(grads))
+        pen = 0.0
+        if self.config.penalty is not None:
+            pen, pen_grads = self._penalty(params, real_seen, fake_seen, mix, x_real, x_fake)
+            grads = {k: grads[k] + pen_grads[k] for k in grads}
+        return grads, gan.StepStats(loss + pen, real_out, fake_out, gan.global_norm(grads), pen)
 
-    def _g_grads_all(self, params, z):
+    def _g_grads_all(self, params, z, fake_noise=None):
         """(G's grads, D's grads of G's loss (thrown away by a correct backend), stats)."""
         x_fake, g_cache = self._forward("G", params, z)
-        fake_out, d_cache = self._forward("D", params, x_fake)
+        fake_out, d_cache = self._forward("D", params, x_fake if fake_noise is None else x_fake + fake_noise)
         loss, grad = self._g_loss(fake_out)
         grad_x, d_grads = self._backward("D", params, d_cache, grad)
         _, grads = self._backward("G", params, g_cache, grad_x)
         return grads, d_grads, gan.StepStats(loss, None, fake_out, gan.global_norm(grads))
 
-    def _d_update(self, params, d_opt, x_real, z):
-        grads, stats = self._d_grads(params, x_real, z)
+    def _d_update(self, params, d_opt, x_real, z, **options):
+        grads, stats = self._d_grads(params, x_real, z, **options)
         new_d, d_opt = self._opt_step(self.config.d_optimizer, gan.network(params, "D"), grads, d_opt)
         if self.config.clip_value is not None:
             new_d = self._clip(new_d, self.config.clip_value)
         return {**params, **new_d}, d_opt, stats
 
-    def _g_update(self, params, g_opt, d_opt, z):
-        grads, _, stats = self._g_grads_all(params, z)
+    def _g_update(self, params, g_opt, d_opt, z, fake_noise=None):
+        grads, _, stats = self._g_grads_all(params, z, fake_noise)
         new_g, g_opt = self._opt_step(self.config.g_optimizer, gan.network(params, "G"), grads, g_opt)
         return {**params, **new_g}, g_opt, d_opt, stats
 
@@ -98,26 +115,39 @@ class Hooked(ReferenceBackend):
     def g_loss(self, fake_out):
         return self._g_loss(self._array(fake_out))
 
-    def d_grads(self, x_real, z):
-        grads, stats = self._d_grads(self._require_state().params, self._array(x_real), self._array(z))
+    def d_grads(self, x_real, z, *, real_noise=None, fake_noise=None, mix=None):
+        grads, stats = self._d_grads(self._require_state().params, self._array(x_real), self._array(z),
+                                     self._optional(real_noise), self._optional(fake_noise), self._optional(mix))
         return stats.loss, {k: np.asarray(v, dtype=np.float64) for k, v in self._import(grads).items()}
 
-    def g_grads(self, z):
-        grads, _, stats = self._g_grads_all(self._require_state().params, self._array(z))
+    def g_grads(self, z, *, fake_noise=None):
+        grads, _, stats = self._g_grads_all(self._require_state().params, self._array(z), self._optional(fake_noise))
         return stats.loss, {k: np.asarray(v, dtype=np.float64) for k, v in self._import(grads).items()}
+
+    def _d_options(self, inputs, i: int, sigma: float) -> dict:
+        noisy = self.config.needs_noise
+        return {"real_noise": sigma * self._array(inputs.noise_real[i]) if noisy else None,
+                "fake_noise": sigma * self._array(inputs.noise_fake[i]) if noisy else None,
+                "mix": self._array(inputs.mix[i]) if self.config.needs_mix else None}
+
+    def _g_noise(self, inputs, i: int, sigma: float):
+        return sigma * self._array(inputs.noise_g[i]) if self.config.needs_noise else None
 
     def train_step(self, inputs):
         inputs.check(self.config)
         s = self._require_state()
         params, d_opt, g_opt = s.params, s.d_opt_state, s.g_opt_state
         real, z_d, z_g = self._array(inputs.real), self._array(inputs.z_d), self._array(inputs.z_g)
+        sigma = self._noise_scale(s.step)
         for i in self._d_schedule(self.config.d_steps):
-            params, d_opt, d_stats = self._d_update(params, d_opt, real[i], z_d[i])
+            params, d_opt, d_stats = self._d_update(params, d_opt, real[i], z_d[i], **self._d_options(inputs, i, sigma))
         for i in range(self.config.g_steps):
-            params, g_opt, d_opt, g_stats = self._g_update(params, g_opt, d_opt, z_g[i])
+            params, g_opt, d_opt, g_stats = self._g_update(params, g_opt, d_opt, z_g[i],
+                                                           self._g_noise(inputs, i, sigma))
         self._state = TrainState(params, d_opt, g_opt, s.step + 1)
         return StepMetrics(step=s.step + 1, d_loss=d_stats.loss, g_loss=g_stats.loss, d_grad_norm=d_stats.grad_norm,
-                           g_grad_norm=g_stats.grad_norm, **d_step_metrics(self.config.spec.loss, d_stats))
+                           g_grad_norm=g_stats.grad_norm, d_penalty=d_stats.penalty,
+                           **d_step_metrics(self.config.spec.loss, d_stats))
 
 
 # ----- the mutants -----
@@ -125,16 +155,16 @@ class Hooked(ReferenceBackend):
 class FlippedDGradSign(Hooked):
     bug = "the gradient of D's first weight has its sign flipped (d_grads and training)"
 
-    def _d_grads(self, params, x_real, z):
-        grads, stats = super()._d_grads(params, x_real, z)
+    def _d_grads(self, params, x_real, z, *options):
+        grads, stats = super()._d_grads(params, x_real, z, *options)
         return {**grads, "D.0.weight": -grads["D.0.weight"]}, stats
 
 
 class FlippedGBiasGradSign(Hooked):
     bug = "the gradient of G's last bias has its sign flipped"
 
-    def _g_grads_all(self, params, z):
-        grads, d_grads, stats = super()._g_grads_all(params, z)
+    def _g_grads_all(self, params, z, fake_noise=None):
+        grads, d_grads, stats = super()._g_grads_all(params, z, fake_noise)
         last = f"G.{self.config.spec.generator.num_layers - 1}.bias"
         return {**grads, last: -grads[last]}, d_grads, stats
 
@@ -197,9 +227,9 @@ class SGDDampenedMomentum(Hooked):
 class SharedStepCounter(Hooked):
     bug = "G's optimizer reads D's step count (one counter for both networks)"
 
-    def _g_update(self, params, g_opt, d_opt, z):
+    def _g_update(self, params, g_opt, d_opt, z, fake_noise=None):
         borrowed = {**g_opt, "step": d_opt["step"]}
-        params, new_g, d_opt, stats = super()._g_update(params, borrowed, d_opt, z)
+        params, new_g, d_opt, stats = super()._g_update(params, borrowed, d_opt, z, fake_noise)
         return params, new_g, d_opt, stats
 
 
@@ -220,9 +250,9 @@ class BiasesNotClipped(Hooked):
 class DUpdatedInGStep(Hooked):
     bug = "D not frozen in the G step: D also takes an SGD step on G's loss"
 
-    def _g_update(self, params, g_opt, d_opt, z):
-        _, d_grads, _ = self._g_grads_all(params, z)
-        params, g_opt, d_opt, stats = super()._g_update(params, g_opt, d_opt, z)
+    def _g_update(self, params, g_opt, d_opt, z, fake_noise=None):
+        _, d_grads, _ = self._g_grads_all(params, z, fake_noise)
+        params, g_opt, d_opt, stats = super()._g_update(params, g_opt, d_opt, z, fake_noise)
         lr = self.config.d_optimizer.lr
         return {**params, **{k: params[k] - lr * g for k, g in d_grads.items()}}, g_opt, d_opt, stats
 
@@ -230,9 +260,9 @@ class DUpdatedInGStep(Hooked):
 class StaleDInGStep(Hooked):
     bug = "the G steps use D as it was before the round's D updates"
 
-    def _g_update(self, params, g_opt, d_opt, z):
+    def _g_update(self, params, g_opt, d_opt, z, fake_noise=None):
         stale = {**params, **self._round_start_d}
-        new, g_opt, d_opt, stats = super()._g_update(stale, g_opt, d_opt, z)
+        new, g_opt, d_opt, stats = super()._g_update(stale, g_opt, d_opt, z, fake_noise)
         return {**params, **gan.network(new, "G")}, g_opt, d_opt, stats
 
     def _d_schedule(self, k):
@@ -324,8 +354,8 @@ class LeakySlopeIgnored(Hooked):
 class GradsChangeState(Hooked):
     bug = "d_grads applies the update it computed (a read-only call that writes)"
 
-    def d_grads(self, x_real, z):
-        loss, grads = super().d_grads(x_real, z)
+    def d_grads(self, x_real, z, **options):
+        loss, grads = super().d_grads(x_real, z, **options)
         s = self._require_state()
         new_d, new_opt = optim.step(self.config.d_optimizer, gan.network(s.params, "D"), grads, s.d_opt_state)
         self._state = TrainState({**s.params, **new_d}, new_opt, s.g_opt_state, s.step)
@@ -338,10 +368,75 @@ class GStepReusesDNoise(Hooked):
     def train_step(self, inputs):
         k, m = self.config.d_steps, self.config.g_steps
         z_g = np.stack([inputs.z_d[i % k] for i in range(m)])
-        return super().train_step(StepInputs(inputs.real, inputs.z_d, z_g))
+        return super().train_step(dataclasses.replace(inputs, z_g=z_g))
+
+
+# ----- mutants of the remedies for failure to converge (checked by penalty_grads and remedies_rounds) -----
+
+class PenaltyGradientSignFlipped(Hooked):
+    bug = "the gradient penalty's gradient subtracted: D ascends the penalty"
+
+    def _penalty(self, params, *batches):
+        value, grads = super()._penalty(params, *batches)
+        return value, {k: -v for k, v in grads.items()}
+
+
+class PenaltyWithoutSecondDerivative(Hooked):
+    bug = "double backpropagation without the f''(h) term (right only for piecewise-linear activations)"
+
+    def _penalty(self, params, *batches):
+        with mock.patch.object(Activation, "second_derivative", lambda self, h: np.zeros_like(h)):
+            return super()._penalty(params, *batches)
+
+
+class R1OnFakeBatch(Hooked):
+    bug = "R1 evaluated on the fake batch instead of the real one"
+
+    def _penalty(self, params, real_seen, fake_seen, mix, real_clean, fake_clean):
+        if self.config.penalty.kind != "r1":
+            return super()._penalty(params, real_seen, fake_seen, mix, real_clean, fake_clean)
+        return super()._penalty(params, fake_seen, real_seen, mix, fake_clean, real_clean)
+
+
+class WganGpMixSwapped(Hooked):
+    bug = "WGAN-GP interpolates with 1 - t where t was asked for (x_hat = (1 - t) x_real + t x_fake)"
+
+    def _penalty(self, params, real_seen, fake_seen, mix, real_clean, fake_clean):
+        return super()._penalty(params, real_seen, fake_seen, None if mix is None else 1.0 - mix,
+                                real_clean, fake_clean)
+
+
+class PenaltyOnCleanInputs(Hooked):
+    bug = "the gradient penalty evaluated on the batches without their instance noise"
+
+    def _penalty(self, params, real_seen, fake_seen, mix, real_clean, fake_clean):
+        return super()._penalty(params, real_clean, fake_clean, mix, real_clean, fake_clean)
+
+
+class NoNoiseInGStep(Hooked):
+    bug = "instance noise added in the D steps only: the G steps show D G(z) without noise"
+
+    def _g_noise(self, inputs, i, sigma):
+        return None
+
+
+class RealNoiseOnly(Hooked):
+    bug = "instance noise added to the real samples only, not to the fake ones"
+
+    def _d_options(self, inputs, i, sigma):
+        return {**super()._d_options(inputs, i, sigma), "fake_noise": None}
+
+
+class AnnealingIgnored(Hooked):
+    bug = "instance noise kept at its initial sigma: the annealing schedule ignored"
+
+    def _noise_scale(self, step):
+        return float(self.config.instance_noise)
 
 
 MUTANTS = [FlippedDGradSign, FlippedGBiasGradSign, AdamNoBiasCorrection, AdamEpsInsideSqrt, RMSpropAlphaSwapped,
            SGDDampenedMomentum, SharedStepCounter, ClippingSkipped, BiasesNotClipped, DUpdatedInGStep, StaleDInGStep,
            SaturatingInsteadOfNonsaturating, WassersteinCriticSignFlipped, NaiveSoftplus, SumInsteadOfMean,
-           Float32Cast, TransposedSquareWeight, ExtraDStep, LeakySlopeIgnored, GradsChangeState, GStepReusesDNoise]
+           Float32Cast, TransposedSquareWeight, ExtraDStep, LeakySlopeIgnored, GradsChangeState, GStepReusesDNoise,
+           PenaltyGradientSignFlipped, PenaltyWithoutSecondDerivative, R1OnFakeBatch, WganGpMixSwapped,
+           PenaltyOnCleanInputs, NoNoiseInGStep, RealNoiseOnly, AnnealingIgnored]

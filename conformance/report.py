@@ -12,14 +12,16 @@ def _fmt(x: float) -> str:
 
 def table(results: list[CheckResult], skipped: dict[str, str] | None = None) -> str:
     """One line per (backend, dtype, check): status, examples run, worst err/tol, worst abs error, time."""
-    head = f"{'backend':<22} {'dtype':<8} {'check':<13} {'result':<6} {'examples':>8} {'err/tol':>8} " \
+    head = f"{'backend':<22} {'dtype':<8} {'check':<15} {'result':<6} {'examples':>8} {'err/tol':>8} " \
            f"{'max abs':>8} {'f32 rescue':>10} {'time':>7}"
     lines = [head, "-" * len(head)]
     for r in results:
-        lines.append(f"{r.backend:<22} {r.dtype:<8} {r.check:<13} {r.status.upper():<6} {r.examples:>8} "
+        lines.append(f"{r.backend:<22} {r.dtype:<8} {r.check:<15} {r.status.upper():<6} {r.examples:>8} "
                      f"{_fmt(r.worst_ratio):>8} {_fmt(r.worst_abs):>8} {r.rescued:>10} {r.seconds:>6.1f}s")
     for name, reason in (skipped or {}).items():
-        lines.append(f"{name:<22} {'':<8} {'(all)':<13} SKIP   {reason}")
+        lines.append(f"{name:<22} {'':<8} {'(all)':<15} SKIP   {reason}")
+    reasons = sorted({f"{r.backend}: {r.report}" for r in results if r.status == "skip" and r.report})
+    lines += [f"skipped: {reason}" for reason in reasons]
     return "\n".join(lines)
 
 

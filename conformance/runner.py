@@ -9,6 +9,8 @@ import hypothesis
 import numpy as np
 from hypothesis import HealthCheck, Phase, assume, given, settings
 
+from backends.interface import ALL_FEATURES
+
 from . import checks as K
 from .compare import Comparison, compare, max_abs_error
 from .tolerances import FLOAT32_ALLOWANCE, tolerance
@@ -142,13 +144,18 @@ def run_check(backend_cls, check_name: str, dtype: str, *, max_examples: int, se
     if profile is not None:  # a profile's count is scaled by the backend's share; an explicit count is not
         max_examples = max(1, round(max_examples * getattr(backend_cls, "conformance_examples_share", 1.0)))
     make = lambda config: backend_cls(config, dtype=dtype)  # noqa: E731
+    features = frozenset(getattr(backend_cls, "features", frozenset()))
+    if check.needs_features and not features & ALL_FEATURES:
+        return CheckResult(name, check_name, dtype, "skip", seed=seed, profile=profile,
+                           report=f"{name} implements neither instance noise nor a gradient penalty "
+                                  f"(Backend.features is empty)")
     tally = {"examples": 0, "worst_ratio": 0.0, "worst_abs": 0.0, "rescued": 0, "last_case": None}
 
     phases = [Phase.explicit, Phase.reuse, Phase.generate, Phase.target] + ([Phase.shrink] if shrink else [])
 
     @settings(max_examples=max_examples, deadline=None, database=None, derandomize=False, print_blob=True,
               suppress_health_check=list(HealthCheck), phases=phases)
-    @given(case=check.strategy(dtype))
+    @given(case=check.strategy(dtype, features))
     def prop(case):
         assume(check.well_posed(case, dtype))
         outcome = evaluate(check, make, dtype, case)
