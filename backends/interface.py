@@ -109,11 +109,11 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def generate(self, z: np.ndarray) -> np.ndarray:
-        """G(z): (B, z_size) -> (B, data_size)."""
+        """G(z): (B, z_size) -> (B, data_size). A backend with the "conditional" feature also takes labels=(B,)."""
 
     @abc.abstractmethod
     def discriminate(self, x: np.ndarray) -> np.ndarray:
-        """D's logits (WGAN: critic scores): (B, data_size) -> (B, 1)."""
+        """D's logits (WGAN: critic scores): (B, data_size) -> (B, 1). Conditional: labels=(B,) as well."""
 
     # ----- losses on D's outputs, with gradients with respect to those outputs -----
 
@@ -204,8 +204,8 @@ class Backend(abc.ABC):
 
 
 def required_features(config: TrainConfig) -> frozenset[str]:
-    """The optional training features a config uses: "instance_noise" and "penalty:<kind>"."""
-    wanted = set()
+    """The optional features a config uses: "instance_noise", "penalty:<kind>" and "conditional"."""
+    wanted = {"conditional"} if config.spec.num_classes else set()
     if config.instance_noise > 0:
         wanted.add("instance_noise")
     if config.penalty is not None:
@@ -214,6 +214,9 @@ def required_features(config: TrainConfig) -> frozenset[str]:
 
 
 ALL_FEATURES = frozenset({"instance_noise", *(f"penalty:{kind}" for kind in PENALTIES)})
+"""The remedies for failure to converge: instance noise and every gradient penalty."""
+CONDITIONAL = "conditional"
+"""A conditional GAN (spec.num_classes > 0): labels in StepInputs, generate/discriminate(labels=...)."""
 
 
 class ReferenceBackend(Backend):
@@ -224,7 +227,7 @@ class ReferenceBackend(Backend):
     """
 
     name = "reference"
-    features = ALL_FEATURES
+    features = ALL_FEATURES | {CONDITIONAL}
 
     def __init__(self, config: TrainConfig, *, dtype: str = "float64", device: str | None = None):
         super().__init__(config, dtype=dtype, device=device)
@@ -260,11 +263,11 @@ class ReferenceBackend(Backend):
     def step(self):
         return self._require_state().step
 
-    def generate(self, z):
-        return gan.generate(self.config.spec, self._require_state().params, self._array(z))
+    def generate(self, z, labels=None):
+        return gan.generate(self.config.spec, self._require_state().params, self._array(z), labels)
 
-    def discriminate(self, x):
-        return gan.discriminate(self.config.spec, self._require_state().params, self._array(x))
+    def discriminate(self, x, labels=None):
+        return gan.discriminate(self.config.spec, self._require_state().params, self._array(x), labels)
 
     def d_loss(self, real_out, fake_out):
         return losses.d_loss(self.config.spec.loss, self._array(real_out), self._array(fake_out))
@@ -288,6 +291,9 @@ class ReferenceBackend(Backend):
         return stats.loss, {k: v.astype(np.float64) for k, v in grads.items()}
 
     def train_step(self, inputs):
-        cast = StepInputs(**{f.name: self._optional(getattr(inputs, f.name)) for f in dataclasses.fields(inputs)})
+        def cast_array(name, a):
+            return a if a is None or name.startswith("labels") else self._array(a)  # labels stay integers
+
+        cast = StepInputs(**{f.name: cast_array(f.name, getattr(inputs, f.name)) for f in dataclasses.fields(inputs)})
         self._state, metrics = train_step(self.config, self._require_state(), cast)
         return metrics

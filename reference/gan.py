@@ -16,6 +16,10 @@ The G step (primer: "the generator"): the loss is computed on D's output, so its
 through D (whose weights do not change) to D's input x_fake = G(z), and from there through G into G's
 weights.
 
+A conditional GAN (Mirza & Osindero 2014; spec.num_classes > 0) gives both networks a class label y as a
+one-hot vector appended to their input: G reads [z, onehot(y)], D reads [x, onehot(y)]. D then judges
+whether x is a real example *of class y*, and G learns P(x | y).
+
 Two remedies for failure to converge (primer, "common problems") are options of the D and G steps:
 instance noise (Arjovsky & Bottou 2017), Gaussian noise added to every sample D sees, real or fake, handed
 in as arrays like all randomness; and a gradient penalty on D (penalty.py), added to D's loss.
@@ -30,38 +34,52 @@ from . import losses, mlp, optim, penalty
 
 @dataclass(frozen=True)
 class GANSpec:
-    """A GAN's architecture and loss. generator.in_size is z's size; D must output one number."""
+    """A GAN's architecture and loss. D must output one number.
+
+    num_classes = 0: an ordinary GAN; generator.in_size is z's size and discriminator.in_size the data's.
+    num_classes = C > 0: a conditional GAN; both networks read C more inputs, the one-hot label.
+    """
 
     generator: mlp.MLPSpec
     discriminator: mlp.MLPSpec
     loss: str = "nonsaturating"
+    num_classes: int = 0
 
     def __post_init__(self):
         losses.check_loss(self.loss)
+        c = self.num_classes
+        if isinstance(c, bool) or not isinstance(c, int | np.integer) or c < 0 or c == 1:
+            raise ValueError(f"num_classes must be 0 (unconditional) or an int >= 2, got {c!r}")
         if self.discriminator.out_size != 1:
             raise ValueError(f"the discriminator must output 1 value, not {self.discriminator.out_size}")
-        if self.generator.out_size != self.discriminator.in_size:
+        for who, net in (("generator", self.generator), ("discriminator", self.discriminator)):
+            if net.in_size <= c:
+                raise ValueError(f"the {who} reads {net.in_size} inputs, which must be more than the "
+                                 f"{c} one-hot label inputs")
+        if self.generator.out_size != self.data_size:
             raise ValueError(f"the generator makes samples of size {self.generator.out_size} but the "
-                             f"discriminator reads size {self.discriminator.in_size}")
+                             f"discriminator reads samples of size {self.data_size}"
+                             + (f" (plus {c} label inputs)" if c else ""))
 
     @property
     def z_size(self) -> int:
-        return self.generator.in_size
+        return self.generator.in_size - self.num_classes
 
     @property
     def data_size(self) -> int:
-        return self.discriminator.in_size
+        return self.discriminator.in_size - self.num_classes
 
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
         return {**mlp.param_shapes(self.generator, "G"), **mlp.param_shapes(self.discriminator, "D")}
 
     def to_dict(self) -> dict:
         return {"generator": self.generator.to_dict(), "discriminator": self.discriminator.to_dict(),
-                "loss": self.loss}
+                "loss": self.loss, "num_classes": self.num_classes}
 
     @classmethod
     def from_dict(cls, d: dict) -> "GANSpec":
-        return cls(mlp.MLPSpec.from_dict(d["generator"]), mlp.MLPSpec.from_dict(d["discriminator"]), d["loss"])
+        return cls(mlp.MLPSpec.from_dict(d["generator"]), mlp.MLPSpec.from_dict(d["discriminator"]), d["loss"],
+                   d.get("num_classes", 0))
 
 
 def init_params(spec: GANSpec, seed: int) -> dict[str, np.ndarray]:
@@ -92,18 +110,43 @@ def network(params: dict, prefix: str) -> dict:
     return {k: v for k, v in params.items() if k.startswith(prefix + ".")}
 
 
+# ----- Labels (conditional GANs) -----
+
+def check_labels(labels, batch: int, num_classes: int, what: str):
+    """Raise a clear error unless labels is an integer array of shape (batch,) with values in [0, num_classes)."""
+    if not isinstance(labels, np.ndarray) or not np.issubdtype(labels.dtype, np.integer):
+        raise TypeError(f"{what} must be an integer numpy array of class labels")
+    if labels.shape != (batch,):
+        raise ValueError(f"{what} must have shape ({batch},), one label per sample, got {labels.shape}")
+    if batch and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(f"{what} must lie in [0, {num_classes}), got values from {labels.min()} to {labels.max()}")
+
+
+def with_labels(spec: GANSpec, x, labels, what: str):
+    """A network's input: [x, onehot(labels)] (B, n + num_classes) for a conditional GAN, x itself otherwise."""
+    if spec.num_classes == 0:
+        if labels is not None:
+            raise ValueError(f"{what}: labels were given to an unconditional GAN (num_classes = 0)")
+        return x
+    if labels is None:
+        raise ValueError(f"{what}: a conditional GAN (num_classes = {spec.num_classes}) needs class labels")
+    check_labels(labels, len(x), spec.num_classes, what)
+    one_hot = np.eye(spec.num_classes, dtype=x.dtype)[labels]  # (B, num_classes)
+    return np.concatenate([x, one_hot], axis=1)  # (B, n + num_classes)
+
+
 # ----- Forward passes -----
 
-def generate(spec: GANSpec, params: dict, z):
-    """x_fake = G(z): (B, z_size) -> (B, data_size)."""
+def generate(spec: GANSpec, params: dict, z, labels=None):
+    """x_fake = G(z) (conditional: G([z, onehot(labels)])): (B, z_size) -> (B, data_size)."""
     mlp.check_input(z, spec.z_size, "z")
-    return mlp.forward(spec.generator, params, "G", z)[0]
+    return mlp.forward(spec.generator, params, "G", with_labels(spec, z, labels, "generate"))[0]
 
 
-def discriminate(spec: GANSpec, params: dict, x):
-    """D's logits (or critic scores): (B, data_size) -> (B, 1)."""
+def discriminate(spec: GANSpec, params: dict, x, labels=None):
+    """D's logits (or critic scores), conditional: of [x, onehot(labels)]: (B, data_size) -> (B, 1)."""
     mlp.check_input(x, spec.data_size, "x")
-    return mlp.forward(spec.discriminator, params, "D", x)[0]
+    return mlp.forward(spec.discriminator, params, "D", with_labels(spec, x, labels, "discriminate"))[0]
 
 
 # ----- The D step and the G step: loss and gradients -----
@@ -130,44 +173,54 @@ def _with_noise(x, noise):
 
 
 def d_loss_and_grads(spec: GANSpec, params: dict, x_real, z, *, real_noise=None, fake_noise=None,
-                     penalty_spec: penalty.PenaltySpec | None = None, mix=None):
+                     penalty_spec: penalty.PenaltySpec | None = None, mix=None, real_labels=None, fake_labels=None):
     """D's loss on a real batch and on G(z), and its gradient with respect to D's parameters only.
 
     x_fake = G(z) is computed and then treated as a constant: nothing is backpropagated into G.
     real_noise / fake_noise (B, data_size): instance noise added to what D sees. penalty_spec: a gradient
     penalty added to the loss, evaluated on the (noisy) batches D sees; mix (B, 1) are WGAN-GP's
-    interpolation weights. Returns (grads_D, stats).
+    interpolation weights. real_labels / fake_labels (B,): the classes of a conditional GAN (the fake batch
+    is generated for fake_labels, and D judges each sample together with its label). Returns (grads_D, stats).
     """
     mlp.check_input(x_real, spec.data_size, "x_real")
-    mlp.check_input(z, spec.z_size, "z")
-    x_fake, _ = mlp.forward(spec.generator, params, "G", z)  # (B, data_size), a constant from here on
+    x_fake = generate(spec, params, z, fake_labels)  # (B, data_size), a constant from here on
     x_real, x_fake = _with_noise(x_real, real_noise), _with_noise(x_fake, fake_noise)
-    real_out, real_cache = mlp.forward(spec.discriminator, params, "D", x_real)  # (B_real, 1)
-    fake_out, fake_cache = mlp.forward(spec.discriminator, params, "D", x_fake)  # (B_fake, 1)
+    real_in = with_labels(spec, x_real, real_labels, "the real batch")  # (B_real, data_size [+ C])
+    fake_in = with_labels(spec, x_fake, fake_labels, "the fake batch")  # (B_fake, data_size [+ C])
+    real_out, real_cache = mlp.forward(spec.discriminator, params, "D", real_in)  # (B_real, 1)
+    fake_out, fake_cache = mlp.forward(spec.discriminator, params, "D", fake_in)  # (B_fake, 1)
     loss, grad_real_out, grad_fake_out = losses.d_loss(spec.loss, real_out, fake_out)
     _, grads_from_real = mlp.backward(spec.discriminator, params, "D", real_cache, grad_real_out)
     _, grads_from_fake = mlp.backward(spec.discriminator, params, "D", fake_cache, grad_fake_out)
     grads = {k: grads_from_real[k] + grads_from_fake[k] for k in grads_from_real}  # the loss is a sum of both
     pen = 0.0
     if penalty_spec is not None:
+        if spec.num_classes:
+            raise ValueError("gradient penalties are not implemented for conditional GANs: the input gradient "
+                             "would have to leave out the label inputs")
         pen, pen_grads = penalty.penalty_and_grads(spec, penalty_spec, params, x_real, x_fake, mix)
         grads = {k: grads[k] + pen_grads[k] for k in grads}  # loss + penalty: gradients add
     return grads, StepStats(loss + pen, real_out, fake_out, global_norm(grads), pen)
 
 
-def g_loss_and_grads(spec: GANSpec, params: dict, z, *, fake_noise=None):
+def g_loss_and_grads(spec: GANSpec, params: dict, z, *, fake_noise=None, labels=None):
     """G's loss on D(G(z)) and its gradient with respect to G's parameters only.
 
     The gradient passes through D to D's input (D's own parameter gradients are computed by the
     backward pass but thrown away: D is frozen), then through G. With instance noise D sees G(z) + noise;
-    the noise is a constant, so dL/dG(z) is dL/d(G(z) + noise).
+    the noise is a constant, so dL/dG(z) is dL/d(G(z) + noise). A conditional G generates for `labels`, and
+    D judges each sample with that label; the label inputs are constants, so only the first data_size columns
+    of D's input gradient flow back into G.
     Returns (grads_G, stats).
     """
     mlp.check_input(z, spec.z_size, "z")
-    x_fake, g_cache = mlp.forward(spec.generator, params, "G", z)  # (B, data_size)
-    fake_out, d_cache = mlp.forward(spec.discriminator, params, "D", _with_noise(x_fake, fake_noise))  # (B, 1)
+    g_in = with_labels(spec, z, labels, "generate")  # (B, z_size [+ C])
+    x_fake, g_cache = mlp.forward(spec.generator, params, "G", g_in)  # (B, data_size)
+    d_in = with_labels(spec, _with_noise(x_fake, fake_noise), labels, "the fake batch")  # (B, data_size [+ C])
+    fake_out, d_cache = mlp.forward(spec.discriminator, params, "D", d_in)  # (B, 1)
     loss, grad_fake_out = losses.g_loss(spec.loss, fake_out)
-    grad_x_fake, _ = mlp.backward(spec.discriminator, params, "D", d_cache, grad_fake_out)  # (B, data_size)
+    grad_d_in, _ = mlp.backward(spec.discriminator, params, "D", d_cache, grad_fake_out)  # (B, data_size [+ C])
+    grad_x_fake = grad_d_in[:, :spec.data_size]  # (B, data_size): the label columns are constants
     _, grads = mlp.backward(spec.generator, params, "G", g_cache, grad_x_fake)
     return grads, StepStats(loss, None, fake_out, global_norm(grads))
 
@@ -194,8 +247,9 @@ def d_update(spec: GANSpec, opt: optim.OptimizerSpec, params: dict, opt_state: d
     return {**params, **new_d}, new_state, stats
 
 
-def g_update(spec: GANSpec, opt: optim.OptimizerSpec, params: dict, opt_state: dict, z, *, fake_noise=None):
+def g_update(spec: GANSpec, opt: optim.OptimizerSpec, params: dict, opt_state: dict, z, *, fake_noise=None,
+             labels=None):
     """One G step: gradient through D into G, optimizer update of G's parameters only."""
-    grads, stats = g_loss_and_grads(spec, params, z, fake_noise=fake_noise)
+    grads, stats = g_loss_and_grads(spec, params, z, fake_noise=fake_noise, labels=labels)
     new_g, new_state = optim.step(opt, network(params, "G"), grads, opt_state)
     return {**params, **new_g}, new_state, stats

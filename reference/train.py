@@ -46,6 +46,8 @@ class TrainConfig:
             raise ValueError(f"clip_value must be a positive number or None, got {self.clip_value!r}")
         if self.penalty is not None and not isinstance(self.penalty, PenaltySpec):
             raise TypeError(f"penalty must be a reference.penalty.PenaltySpec or None, got {self.penalty!r}")
+        if self.penalty is not None and self.spec.num_classes:
+            raise ValueError("gradient penalties are not implemented for conditional GANs (num_classes > 0) yet")
         if self.penalty is not None and self.penalty.kind == "roth" and self.spec.loss == "wasserstein":
             raise ValueError("the roth penalty weights samples by D's probabilities and needs a logit loss "
                              "(minimax or nonsaturating); for the Wasserstein loss use wgan-gp")
@@ -65,6 +67,10 @@ class TrainConfig:
     @property
     def needs_noise(self) -> bool:
         return self.instance_noise > 0
+
+    @property
+    def needs_labels(self) -> bool:
+        return self.spec.num_classes > 0
 
     @property
     def needs_mix(self) -> bool:
@@ -114,6 +120,8 @@ class StepInputs:
     noise_real, noise_fake: (d_steps, batch, data_size)  N(0, 1) instance noise for D's two batches
     noise_g:                (g_steps, batch, data_size)  N(0, 1) instance noise for the G steps' fakes
     mix:                    (d_steps, batch, 1)          U(0, 1) interpolation weights of WGAN-GP
+    labels_real, labels_fake: (d_steps, batch) ints       a conditional GAN's classes of the real batches and
+    labels_g:               (g_steps, batch) ints         of the samples G generates in D and G steps
     """
 
     real: np.ndarray
@@ -123,6 +131,9 @@ class StepInputs:
     noise_fake: np.ndarray | None = None
     noise_g: np.ndarray | None = None
     mix: np.ndarray | None = None
+    labels_real: np.ndarray | None = None
+    labels_fake: np.ndarray | None = None
+    labels_g: np.ndarray | None = None
 
     def check(self, config: TrainConfig):
         k, m, spec = config.d_steps, config.g_steps, config.spec
@@ -149,18 +160,30 @@ class StepInputs:
                 raise ValueError(f"StepInputs.{what} has an empty batch")
             if not np.all(np.isfinite(array)):
                 raise ValueError(f"StepInputs.{what} contains NaN or Inf")
+        if config.needs_labels:
+            for what, labels, like in [("labels_real", self.labels_real, self.real),
+                                       ("labels_fake", self.labels_fake, self.z_d),
+                                       ("labels_g", self.labels_g, self.z_g)]:
+                if labels is None:
+                    raise ValueError(f"StepInputs.{what} is missing: a conditional GAN needs class labels")
+                if not isinstance(labels, np.ndarray) or labels.shape != like.shape[:2]:
+                    raise ValueError(f"StepInputs.{what} must be an array of shape {like.shape[:2]}")
+                for i in range(len(labels)):
+                    gan.check_labels(labels[i], labels.shape[1], spec.num_classes, f"StepInputs.{what}[{i}]")
         if config.needs_mix and (self.z_d.shape[1] != b or np.any(self.mix < 0) or np.any(self.mix > 1)):
             raise ValueError("wgan-gp pairs real and fake samples: z_d must have the real batch's size and mix "
                              "must lie in [0, 1]")
 
 
-def draw_inputs(config: TrainConfig, data: np.ndarray, rng: np.random.Generator) -> StepInputs:
+def draw_inputs(config: TrainConfig, data: np.ndarray, rng: np.random.Generator, labels=None) -> StepInputs:
     """The project's standard way to draw one round's inputs from a dataset and a numpy Generator.
 
     Real batches are drawn uniformly with replacement from data (N, data_size); z ~ N(0, I).
     Draw order: real indices (k, B), then z_d (k, B, z), then z_g (m, B, z); then, only when the config
     asks for them, noise_real, noise_fake (k, B, data), noise_g (m, B, data) ~ N(0, I) and mix (k, B, 1)
     ~ U(0, 1). A config without those options draws exactly what it always did.
+    A conditional GAN needs `labels` (N,), the class of every row of data: the real batches' labels are
+    labels[index]; the labels G generates for, in D steps (k, B) and G steps (m, B), are drawn last, uniformly.
     """
     k, m, b, spec = config.d_steps, config.g_steps, config.batch_size, config.spec
     index = rng.integers(0, len(data), size=(k, b))
@@ -173,6 +196,16 @@ def draw_inputs(config: TrainConfig, data: np.ndarray, rng: np.random.Generator)
         extra["noise_g"] = rng.standard_normal((m, b, spec.data_size))
     if config.needs_mix:
         extra["mix"] = rng.uniform(0.0, 1.0, size=(k, b, 1))
+    if config.needs_labels:
+        if labels is None or not isinstance(labels, np.ndarray) or labels.shape != (len(data),):
+            raise ValueError(f"a conditional GAN needs labels: an integer array of shape ({len(data)},), one class "
+                             f"per row of data")
+        c = config.spec.num_classes
+        extra["labels_real"] = labels[index]  # (k, B)
+        extra["labels_fake"] = rng.integers(0, c, size=(k, b))
+        extra["labels_g"] = rng.integers(0, c, size=(m, b))
+    elif labels is not None:
+        raise ValueError("labels were given for an unconditional GAN (spec.num_classes = 0)")
     return StepInputs(data[index], z_d, z_g, **extra)
 
 
@@ -217,25 +250,30 @@ def train_step(config: TrainConfig, state: TrainState, inputs: StepInputs) -> tu
     def scaled(noise, i):
         return None if not config.needs_noise else sigma * noise[i]  # (B, data_size)
 
+    def row(array, i):
+        return None if array is None else array[i]
+
     for i in range(config.d_steps):  # G frozen: d_update changes only "D.*" entries
         params, d_opt, d_stats = gan.d_update(
             config.spec, config.d_optimizer, params, d_opt, inputs.real[i], inputs.z_d[i], config.clip_value,
             real_noise=scaled(inputs.noise_real, i), fake_noise=scaled(inputs.noise_fake, i),
-            penalty_spec=config.penalty, mix=None if inputs.mix is None else inputs.mix[i])
+            penalty_spec=config.penalty, mix=row(inputs.mix, i),
+            real_labels=row(inputs.labels_real, i), fake_labels=row(inputs.labels_fake, i))
     for i in range(config.g_steps):  # D frozen: g_update changes only "G.*" entries
         params, g_opt, g_stats = gan.g_update(config.spec, config.g_optimizer, params, g_opt, inputs.z_g[i],
-                                              fake_noise=scaled(inputs.noise_g, i))
+                                              fake_noise=scaled(inputs.noise_g, i), labels=row(inputs.labels_g, i))
     metrics = StepMetrics(step=state.step + 1, d_loss=d_stats.loss, g_loss=g_stats.loss,
                           d_grad_norm=d_stats.grad_norm, g_grad_norm=g_stats.grad_norm,
                           d_penalty=d_stats.penalty, **d_step_metrics(config.spec.loss, d_stats))
     return TrainState(params, d_opt, g_opt, state.step + 1), metrics
 
 
-def train(config: TrainConfig, data: np.ndarray, steps: int, seed: int, on_step=None):
+def train(config: TrainConfig, data: np.ndarray, steps: int, seed: int, on_step=None, labels=None):
     """Train from scratch for `steps` rounds; the run is fully determined by (config, data, steps, seed).
 
     Parameters come from gan.init_params(spec, seed); step inputs from the stream
-    np.random.default_rng([seed, 2]). on_step(state, metrics) is called after every round.
+    np.random.default_rng([seed, 2]). on_step(state, metrics) is called after every round. A conditional
+    GAN needs `labels` (N,), the class of every row of data.
     Returns the final TrainState.
     """
     if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 0:
@@ -251,7 +289,7 @@ def train(config: TrainConfig, data: np.ndarray, steps: int, seed: int, on_step=
     state = TrainState.initial(config, seed)
     rng = np.random.default_rng([seed, 2])
     for _ in range(steps):
-        state, metrics = train_step(config, state, draw_inputs(config, data, rng))
+        state, metrics = train_step(config, state, draw_inputs(config, data, rng, labels))
         if on_step is not None:
             on_step(state, metrics)
     return state
