@@ -3,7 +3,8 @@
 Runs on an NVIDIA GPU through CuPy, or on the CPU through NumPy with the same code. See docs/cupy.md.
 
     backend.py   CupyBackend (the Backend interface), device selection, the forward/backward passes
-    kernels.py   the fused kernels (cupy.fuse): bias+activation, activation gradients, losses, optimizers
+    kernels.py   the fused kernels (cupy.fuse): bias+activation, activation gradients, losses, optimizers,
+                 instance noise and the gradient penalties' pieces
     __main__.py  python -m backends.cupy: the shared CLI (backends/cli.py) on this backend
 """
 

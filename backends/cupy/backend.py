@@ -16,6 +16,10 @@ How it is laid out for speed:
 - The D step runs D once on the real and fake batches stacked (one GEMM per layer instead of two), and
   G writes its samples straight into the fake half of D's input buffer.
 - The G step backpropagates through D to its input only; D's parameter gradients are never computed.
+- Instance noise is added in place to the halves of D's input (one fused kernel each). A gradient penalty's
+  samples are rows of the same stacked batch (R1: the real rows, Roth: real and fake, WGAN-GP: a third block
+  of interpolated rows with loss weight 0), so D's forward pass and its one backward sweep serve the loss and
+  the penalty together; the double backpropagation in between is _Penalty.
 - Activation, gradient and loss buffers are allocated once per batch size (a workspace) and reused by
   every later step; `train_rounds` uploads a chunk's indices and noise once and keeps the metrics on the
   device until the chunk ends, so the hot loop makes no host/device copies and no synchronisation.
@@ -31,7 +35,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from backends.interface import Backend
+from backends.interface import ALL_FEATURES, Backend
 from reference import optim
 from reference.mlp import MLPSpec, check_input
 from reference.train import StepInputs, StepMetrics, TrainConfig
@@ -39,7 +43,9 @@ from reference.train import StepInputs, StepMetrics, TrainConfig
 from .kernels import cupy, kernels_for
 
 _MAX_WORKSPACES = 16  # batch-size workspaces kept; more distinct batch sizes than this evict the oldest
-_METRIC_FIELDS = ("d_loss", "g_loss", "d_acc_real", "d_acc_fake", "critic_gap", "d_grad_norm", "g_grad_norm")
+_METRIC_FIELDS = ("d_loss", "g_loss", "d_acc_real", "d_acc_fake", "critic_gap", "d_grad_norm", "g_grad_norm",
+                  "d_penalty")
+_EXTRAS = ("noise_real", "noise_fake", "noise_g", "mix")
 
 
 # ----- device selection -----
@@ -161,10 +167,11 @@ class _Pass:
             x = self.acts[i]
         return x
 
-    def backward(self, net: _Network, kernels, param_grads: bool, grad_input=None):
+    def backward(self, net: _Network, kernels, param_grads: bool, grad_input=None, inject=None):
         """Backpropagate dL/dy, which the caller has put in self.grads[-1].
 
         param_grads: write dL/dW, dL/db into net.dW, net.db. grad_input: a buffer for dL/dx, or None.
+        inject: (lo, [dP/dh_i or None per layer]) adds a penalty's dP/dh_i to dL/dh_i on rows lo:lo+len.
         self.grads is overwritten (each holds dL/dh of its layer afterwards).
         """
         xp = net.xp
@@ -173,6 +180,9 @@ class _Pass:
             act_grad = kernels.act_grad[net.activations[i]]
             if act_grad is not None:
                 act_grad(g, self.acts[i], net.slope)  # dL/dh = dL/dy * f'(h), in place
+            if inject is not None and inject[1][i] is not None:
+                lo, extra = inject[0], inject[1][i]
+                g[lo:lo + extra.shape[0]] += extra
             if param_grads:
                 x_i = self.acts[i - 1] if i > 0 else self.input
                 xp.matmul(x_i.T, g, out=net.dW[i])  # (n_in, B) @ (B, n_out)
@@ -232,12 +242,108 @@ class _Optimizer:
         self.t = int(state["step"])
 
 
+# ----- gradient penalties: double backpropagation on rows of the D step's batch -----
+
+class _Penalty:
+    """A gradient penalty on rows lo:hi of the D step's stacked batch, by hand-written double backpropagation.
+
+    g_n = dD(x_n)/dx_n for those rows is one backward pass with dL/dy = 1 (D has one output), kept as a chain:
+
+        u_L = 1,   a_i = u_{i+1} * f'(h_i),   u_i = a_i @ W_i^T   (i = L-1 ... 0; u_0 = g)
+
+    The penalty is P = sum over the rows of term_n (its weight and batch means folded into `coef`); a weight
+    kernel gives term_n, k_n with dP/dg_n = k_n g_n, and for Roth dP/dy_n. Then the chain's reverse, i = 0 ... L-1:
+
+        dP/dW_i += dP/du_i^T @ a_i        dP/da_i = dP/du_i @ W_i
+        dP/du_{i+1} = dP/da_i * f'(h_i)   dP/dh_i = dP/da_i * u_{i+1} * f''(h_i)   (nonzero for tanh, sigmoid)
+
+    The dP/dh_i and dP/dy still have to be carried through the forward pass. That is an ordinary backward
+    sweep, and the D step runs one anyway for its loss, over the same rows: `run` adds dP/dy to dL/dy, and
+    `inject` hands the dP/dh_i to _Pass.backward, so the one sweep gives both gradients. The chain's own
+    dP/dW_i are kept in `flat` (D's layout; its bias entries stay 0) and added to D's gradient afterwards.
+    """
+
+    def __init__(self, backend: CupyBackend, lo: int, hi: int, n_real: int, n_fake: int):
+        xp, dt, net, spec = backend.xp, backend.np_dtype, backend.D, backend.config.penalty
+        self.kind, self.lo, self.hi = spec.kind, lo, hi
+        rows, sizes, last = hi - lo, net.spec.sizes, net.spec.num_layers - 1
+        curved = [backend.kernels.second_order[name] is not None for name in net.activations]
+        self.u = [xp.empty((rows, n), dtype=dt) for n in sizes]  # u_0 = g ... u_L = 1
+        self.u[-1].fill(1.0)
+        self.refill_top = curved[last]  # the last layer's second_order kernel writes dP/du_L over u_L
+        self.a = [self.u[i + 1] if name == "identity" else xp.empty((rows, sizes[i + 1]), dtype=dt)
+                  for i, name in enumerate(net.activations)]  # identity: a_i = u_{i+1}, the same buffer
+        # dP/da_i, then dP/dh_i in place (curved) or dP/du_{i+1} in place (piecewise linear). The last layer
+        # needs none unless it is curved: dP/du_L is not used.
+        self.ga = [xp.empty((rows, sizes[i + 1]), dtype=dt) if i < last or curved[i] else None
+                   for i in range(last + 1)]
+        self.inject = (lo, [ga if c else None for ga, c in zip(self.ga, curved, strict=True)])
+        self.gg = xp.empty((rows, sizes[0]), dtype=dt)  # g * g, then dP/dg
+        self.sq, self.term, self.k = (xp.empty((rows, 1), dtype=dt) for _ in range(3))
+        self.flat = xp.zeros(net.size, dtype=dt)
+        self.dW = net.views(self.flat)[0::2]
+        w = spec.weight
+        if self.kind == "r1":  # (w / 2) mean_real ||g||^2
+            self.coef = w / (2.0 * n_real)
+        elif self.kind == "wgan-gp":  # w mean (||g|| - 1)^2
+            self.coef = w / float(rows)
+        else:  # (w / 2) (mean_real (1 - p)^2 ||g||^2 + mean_fake p^2 ||g||^2); sign -1 real, +1 fake
+            sign, coef = _d_loss_signs(n_real, n_fake)
+            self.sign = xp.asarray(sign, dtype=dt)
+            self.coef = xp.asarray(0.5 * w * coef, dtype=dt)
+
+    def run(self, net: _Network, kernels, d_pass: _Pass):
+        """The penalty (0-d) after D's forward pass over the stacked batch and its loss gradient in d_pass.grads[-1].
+
+        Leaves dP/dy added to d_pass.grads[-1], self.inject's dP/dh_i, and the chain's dP/dW_i in self.flat.
+        """
+        xp, lo, hi = net.xp, self.lo, self.hi
+        ys = [act[lo:hi] for act in d_pass.acts]  # y_i = f(h_i) on the penalty's rows (contiguous views)
+        u, a = self.u, self.a
+        if self.refill_top:
+            u[-1].fill(1.0)
+        for i in reversed(range(len(net.activations))):  # g: one backward pass with dL/dy = 1
+            times_deriv = kernels.times_deriv[net.activations[i]]
+            if times_deriv is not None:
+                times_deriv(a[i], u[i + 1], ys[i], net.slope)  # a_i = u_{i+1} * f'(h_i)
+            xp.matmul(a[i], net.W[i].T, out=u[i])  # u_i = a_i @ W_i^T, (P, n_out) @ (n_out, n_in)
+        g, gg, sq = u[0], self.gg, self.sq
+        xp.multiply(g, g, out=gg)
+        gg.sum(axis=1, keepdims=True, out=sq)  # ||g_n||^2, (P, 1)
+        if self.kind == "r1":
+            kernels.r1_weights(sq, self.coef, self.term, self.k)
+        elif self.kind == "wgan-gp":
+            kernels.wgan_gp_weights(sq, self.coef, self.term, self.k)
+        else:
+            kernels.roth_weights(ys[-1], self.sign, self.coef, sq, self.term, self.k, d_pass.grads[-1][lo:hi])
+        xp.multiply(self.k, g, out=gg)  # dP/du_0 = dP/dg = k g, (P, n_in)
+        grad_u = gg
+        for i, name in enumerate(net.activations):  # the chain's reverse
+            xp.matmul(grad_u.T, a[i], out=self.dW[i])  # dP/dW_i from u_i = a_i @ W_i^T, (n_in, P) @ (P, n_out)
+            ga = self.ga[i]
+            if ga is None:
+                break  # the last layer, piecewise linear: nothing further depends on it
+            xp.matmul(grad_u, net.W[i], out=ga)  # dP/da_i, (P, n_in) @ (n_in, n_out)
+            second_order = kernels.second_order[name]
+            if second_order is not None:
+                second_order(ga, u[i + 1], ys[i], net.slope)  # u_{i+1} <- dP/du_{i+1}, ga <- dP/dh_i
+                grad_u = u[i + 1]
+            else:
+                act_grad = kernels.act_grad[name]
+                if act_grad is not None:
+                    act_grad(ga, ys[i], net.slope)  # ga <- dP/du_{i+1}; f'' = 0, no dP/dh_i
+                grad_u = ga
+        return self.term.sum()
+
+
 # ----- workspaces: the buffers of one D step or one G step at one batch size -----
 
-def _d_loss_signs(n_real: int, n_fake: int):
-    """(sign, coef) per row of the stacked [real; fake] logits for D's loss (see kernels.py)."""
-    sign = np.concatenate([np.full(n_real, -1.0), np.full(n_fake, 1.0)])[:, None]
-    coef = np.concatenate([np.full(n_real, 1.0 / n_real), np.full(n_fake, 1.0 / n_fake)])[:, None]
+def _d_loss_signs(n_real: int, n_fake: int, n_extra: int = 0):
+    """(sign, coef) per row of the stacked [real; fake; extra] logits for D's loss (see kernels.py).
+
+    Extra rows (WGAN-GP's interpolated samples) only serve the penalty: their loss coefficient is 0."""
+    sign = np.concatenate([np.full(n_real, -1.0), np.full(n_fake + n_extra, 1.0)])[:, None]
+    coef = np.concatenate([np.full(n_real, 1.0 / n_real), np.full(n_fake, 1.0 / n_fake), np.zeros(n_extra)])[:, None]
     return sign, coef
 
 
@@ -248,17 +354,27 @@ def _g_loss_signs(kind: str, n: int):
 
 
 class _DWork:
-    """D step on n_real real rows and n_fake fake rows, stacked as one batch [real; G(z)]."""
+    """D step on n_real real rows and n_fake fake rows, stacked as one batch [real; G(z)] (+ noise).
+
+    With WGAN-GP a third block of n_real rows holds the interpolated samples t real + (1 - t) fake; they go
+    through D with the other two, with loss coefficient 0, and only the penalty reads them."""
 
     def __init__(self, backend: CupyBackend, n_real: int, n_fake: int):
-        xp, dt, spec = backend.xp, backend.np_dtype, backend.config.spec
+        xp, dt, spec, penalty = backend.xp, backend.np_dtype, backend.config.spec, backend.config.penalty
         self.n_real, self.n_fake = n_real, n_fake
-        self.d_in = xp.empty((n_real + n_fake, spec.data_size), dtype=dt)
-        self.real = self.d_in[:n_real]
-        self.g_pass = _Pass(backend.G, n_fake, dt, out=self.d_in[n_real:])  # G writes the fake half
-        self.d_pass = _Pass(backend.D, n_real + n_fake, dt, split=n_real)
-        self.term = xp.empty((n_real + n_fake, 1), dtype=dt)
-        self.consts = backend.loss_constants(*_d_loss_signs(n_real, n_fake))
+        n_hat = n_real if penalty is not None and penalty.kind == "wgan-gp" else 0
+        rows = n_real + n_fake + n_hat
+        self.d_in = xp.empty((rows, spec.data_size), dtype=dt)
+        self.real, self.fake = self.d_in[:n_real], self.d_in[n_real:n_real + n_fake]
+        self.hat = self.d_in[n_real + n_fake:] if n_hat else None
+        self.g_pass = _Pass(backend.G, n_fake, dt, out=self.fake)  # G writes the fake rows
+        self.d_pass = _Pass(backend.D, rows, dt, split=n_real)
+        self.term = xp.empty((rows, 1), dtype=dt)
+        self.consts = backend.loss_constants(*_d_loss_signs(n_real, n_fake, n_hat))
+        self.penalty = None
+        if penalty is not None:
+            lo, hi = {"r1": (0, n_real), "roth": (0, n_real + n_fake), "wgan-gp": (n_real + n_fake, rows)}[penalty.kind]
+            self.penalty = _Penalty(backend, lo, hi, n_real, n_fake)
 
 
 class _GWork:
@@ -270,6 +386,13 @@ class _GWork:
         self.d_pass = _Pass(backend.D, n, dt)
         self.term = xp.empty((n, 1), dtype=dt)
         self.consts = backend.loss_constants(*_g_loss_signs(backend.config.spec.loss, n))
+        self.d_in, self._shape, self._xp, self._dtype = None, (n, backend.config.spec.data_size), xp, dt
+
+    def noisy_input(self):
+        """D's input G(z) + noise (allocated on first use: G's own output must stay G(z) for its backward)."""
+        if self.d_in is None:
+            self.d_in = self._xp.empty(self._shape, dtype=self._dtype)
+        return self.d_in
 
 
 def _to_host(a) -> np.ndarray:
@@ -280,6 +403,7 @@ class CupyBackend(Backend):
     """The GAN on CuPy arrays (GPU), or on NumPy arrays through the same code (CPU). float32 by default."""
 
     name = "cupy"
+    features = ALL_FEATURES
 
     def __init__(self, config: TrainConfig, *, dtype: str = "float32", device: str | None = None):
         super().__init__(config, dtype=dtype, device=device)
@@ -336,57 +460,82 @@ class CupyBackend(Backend):
 
     # ----- the D step and the G step on device arrays (the caller has filled work.real for D) -----
 
-    def _d_pass(self, work: _DWork, z):
-        """D's loss (0-d) and its gradient in self.D.grads; G's parameters are only read."""
-        work.g_pass.forward(self.G, self.kernels, z)  # fills work.d_in[n_real:]
-        logits = work.d_pass.forward(self.D, self.kernels, work.d_in)
-        loss = self._loss(logits, work.consts, work.term, work.d_pass.grads[-1])
-        work.d_pass.backward(self.D, self.kernels, param_grads=True)
-        return loss
+    def _d_pass(self, work: _DWork, z, sigma=1.0, noise_real=None, noise_fake=None, mix=None):
+        """D's loss (0-d, penalty included), the penalty (0-d, or None) and the gradient in self.D.grads.
 
-    def _g_pass(self, work: _GWork, z):
+        G's parameters are only read. sigma * noise_real / noise_fake are added to what D sees; mix: WGAN-GP's t."""
+        k = self.kernels
+        work.g_pass.forward(self.G, k, z)  # fills work.fake
+        if noise_real is not None:
+            k.add_noise(work.real, noise_real, sigma)
+        if noise_fake is not None:
+            k.add_noise(work.fake, noise_fake, sigma)
+        if work.hat is not None:
+            k.interpolate(work.hat, work.real, work.fake, mix)
+        logits = work.d_pass.forward(self.D, k, work.d_in)
+        loss = self._loss(logits, work.consts, work.term, work.d_pass.grads[-1])
+        if work.penalty is None:
+            work.d_pass.backward(self.D, k, param_grads=True)
+            return loss, None
+        penalty = work.penalty.run(self.D, k, work.d_pass)  # adds dP/dy to d_pass.grads[-1]
+        work.d_pass.backward(self.D, k, param_grads=True, inject=work.penalty.inject)
+        self.D.grads += work.penalty.flat  # the chain's own dP/dW
+        return loss + penalty, penalty
+
+    def _g_pass(self, work: _GWork, z, sigma=1.0, noise=None):
         """G's loss (0-d) and its gradient in self.G.grads; D's parameter gradients are not computed."""
         x_fake = work.g_pass.forward(self.G, self.kernels, z)
+        if noise is not None:  # D sees G(z) + sigma noise; dL/d(G(z) + noise) = dL/dG(z)
+            self.kernels.noisy(work.noisy_input(), x_fake, noise, sigma)
+            x_fake = work.d_in
         logits = work.d_pass.forward(self.D, self.kernels, x_fake)
         loss = self._loss(logits, work.consts, work.term, work.d_pass.grads[-1])
         work.d_pass.backward(self.D, self.kernels, param_grads=False, grad_input=work.g_pass.grads[-1])
         work.g_pass.backward(self.G, self.kernels, param_grads=True)
         return loss
 
-    def _d_update(self, work: _DWork, z):
-        loss = self._d_pass(work, z)
+    def _d_update(self, work: _DWork, z, *options):
+        loss, penalty = self._d_pass(work, z, *options)
         self.d_opt.update()
         if self.config.clip_value is not None:
             c = self.config.clip_value
             self.xp.clip(self.D.params, -c, c, out=self.D.params)  # every critic weight and bias
-        return loss
+        return loss, penalty
 
-    def _g_update(self, work: _GWork, z):
-        loss = self._g_pass(work, z)
+    def _g_update(self, work: _GWork, z, *options):
+        loss = self._g_pass(work, z, *options)
         self.g_opt.update()
         return loss
 
-    def _rounds(self, n: int, n_real: int, fill_real, z_d, z_g) -> list[StepMetrics]:
-        """n rounds; fill_real(r, i, out) writes round r's i-th real batch. Metrics stay on the device."""
-        xp = self.xp
+    def _rounds(self, n: int, n_real: int, fill_real, z_d, z_g, extras: dict) -> list[StepMetrics]:
+        """n rounds; fill_real(r, i, out) writes round r's i-th real batch. Metrics stay on the device.
+
+        extras: the device arrays of _EXTRAS the config uses, each with a leading round axis; instance noise
+        is N(0, 1) there and scaled here by sigma = config.noise_scale(completed rounds), a host number."""
+        xp, cfg = self.xp, self.config
+        noise_real, noise_fake, noise_g, mix = (extras.get(name) for name in _EXTRAS)
+        pick = lambda a, r, i: None if a is None else a[r, i]  # noqa: E731
         metrics = xp.full((n, len(_METRIC_FIELDS)), np.nan, dtype=np.float64)
         for r in range(n):
-            for i in range(self.config.d_steps):
+            sigma = cfg.noise_scale(self._step)
+            for i in range(cfg.d_steps):
                 d_work = self._d_work(n_real, z_d.shape[2])
                 fill_real(r, i, d_work.real)
-                d_loss = self._d_update(d_work, z_d[r, i])
+                d_loss, d_penalty = self._d_update(d_work, z_d[r, i], sigma, pick(noise_real, r, i),
+                                                   pick(noise_fake, r, i), pick(mix, r, i))
             logits = d_work.d_pass.acts[-1]
-            real_out, fake_out = logits[:n_real], logits[n_real:]
+            real_out, fake_out = logits[:n_real], logits[n_real:n_real + d_work.n_fake]
             metrics[r, 0] = d_loss
+            metrics[r, 7] = 0.0 if d_penalty is None else d_penalty
             if self._logistic:
                 metrics[r, 2] = (real_out > 0).mean()
                 metrics[r, 3] = (fake_out < 0).mean()
             else:
                 metrics[r, 4] = real_out.mean() - fake_out.mean()
             metrics[r, 5] = xp.sqrt(xp.dot(self.D.grads, self.D.grads))
-            for j in range(self.config.g_steps):
+            for j in range(cfg.g_steps):
                 g_work = self._g_work(z_g.shape[2])
-                g_loss = self._g_update(g_work, z_g[r, j])
+                g_loss = self._g_update(g_work, z_g[r, j], sigma, pick(noise_g, r, j))
             metrics[r, 1] = g_loss
             metrics[r, 6] = xp.sqrt(xp.dot(self.G.grads, self.G.grads))
             self._step += 1
@@ -470,21 +619,44 @@ class CupyBackend(Backend):
 
     # ----- gradients without updating -----
 
+    def _optional(self, x, rows: int, columns: int, what: str):
+        """None, or x checked to be a finite (rows, columns) float array and uploaded."""
+        if x is None:
+            return None
+        check_input(x, columns, what)
+        if len(x) != rows:
+            raise ValueError(f"{what} must have shape ({rows}, {columns}), got {x.shape}")
+        return self._upload(x)
+
     @_on_device
-    def d_grads(self, x_real, z):
+    def d_grads(self, x_real, z, *, real_noise=None, fake_noise=None, mix=None):
         self._require_state()
-        check_input(x_real, self.config.spec.data_size, "x_real")
+        size = self.config.spec.data_size
+        check_input(x_real, size, "x_real")
         check_input(z, self.config.spec.z_size, "z")
-        work = self._d_work(len(x_real), len(z))
+        n_real, n_fake = len(x_real), len(z)
+        real_noise = self._optional(real_noise, n_real, size, "real_noise")  # already scaled: sigma = 1
+        fake_noise = self._optional(fake_noise, n_fake, size, "fake_noise")
+        if self.config.needs_mix:
+            if mix is None:
+                raise ValueError("the wgan-gp penalty needs the interpolation weights `mix` (B, 1)")
+            if n_real != n_fake:
+                raise ValueError(f"wgan-gp interpolates real and fake samples pairwise: the batches must have the "
+                                 f"same size, got {n_real} and {n_fake}")
+            mix = self._optional(mix, n_real, 1, "mix")
+        else:
+            mix = None  # only WGAN-GP reads it
+        work = self._d_work(n_real, n_fake)
         work.real[...] = self._upload(x_real)
-        loss = self._d_pass(work, self._upload(z))
+        loss, _ = self._d_pass(work, self._upload(z), 1.0, real_noise, fake_noise, mix)
         return float(loss), self.D.to_host(self.D.grads)
 
     @_on_device
-    def g_grads(self, z):
+    def g_grads(self, z, *, fake_noise=None):
         self._require_state()
         check_input(z, self.config.spec.z_size, "z")
-        loss = self._g_pass(self._g_work(len(z)), self._upload(z))
+        noise = self._optional(fake_noise, len(z), self.config.spec.data_size, "fake_noise")
+        loss = self._g_pass(self._g_work(len(z)), self._upload(z), 1.0, noise)
         return float(loss), self.G.to_host(self.G.grads)
 
     # ----- training -----
@@ -496,12 +668,17 @@ class CupyBackend(Backend):
             raise TypeError(f"train_step takes a StepInputs, got {type(inputs).__name__}")
         inputs.check(self.config)
         real = self._upload(inputs.real)  # (k, B, data_size): one transfer per array
+        extras = {name: self._upload(getattr(inputs, name))[None] for name in self._extras_used()}
 
         def fill_real(r, i, out):
             out[...] = real[i]
 
         return self._rounds(1, real.shape[1], fill_real, self._upload(inputs.z_d)[None],
-                            self._upload(inputs.z_g)[None])[0]
+                            self._upload(inputs.z_g)[None], extras)[0]
+
+    def _extras_used(self) -> list[str]:
+        """The names in _EXTRAS this config reads (StepInputs may carry others; they are ignored)."""
+        return [name for name in _EXTRAS if (self.config.needs_mix if name == "mix" else self.config.needs_noise)]
 
     @_on_device
     def set_data(self, data):
@@ -515,17 +692,18 @@ class CupyBackend(Backend):
         self._data = self._upload(data)
 
     @_on_device
-    def train_rounds(self, index, z_d, z_g):
+    def train_rounds(self, index, z_d, z_g, **extras):
         self._require_state()
         if self._data is None:
             raise RuntimeError("call set_data(data) before train_rounds")
-        n = self.check_chunk(index, z_d, z_g, len(self._data))
+        n = self.check_chunk(index, z_d, z_g, len(self._data), **extras)
         if n == 0:
             return []
         index_dev = self.xp.asarray(index, dtype=np.int64)  # the chunk's draws: one transfer each
+        extras_dev = {name: self._upload(array) for name, array in extras.items()}
         data = self._data
 
         def fill_real(r, i, out):
             self.xp.take(data, index_dev[r, i], axis=0, out=out)
 
-        return self._rounds(n, index.shape[2], fill_real, self._upload(z_d), self._upload(z_g))
+        return self._rounds(n, index.shape[2], fill_real, self._upload(z_d), self._upload(z_g), extras_dev)

@@ -33,6 +33,27 @@ log1p per element give both the loss and its gradient, finite for any finite log
 
 The optimizer kernels take their step-dependent scalars (Adam's bias corrections) from the host, so the
 step counter never has to be read back from the device.
+
+Instance noise and gradient penalties (the double backpropagation is laid out in backend.py, _Penalty):
+
+    add_noise(x, n, sigma)               x <- x + sigma n                    D's view of a batch, in place
+    noisy(out, x, n, sigma)              out <- x + sigma n                  (G's samples stay untouched)
+    interpolate(out, real, fake, t)      out <- t real + (1 - t) fake        WGAN-GP's points, t per row
+    times_deriv[name](a, u, y, slope)    a <- u * f'(h)                      the input-gradient chain
+    second_order[name](ga, u, y, slope)  u <- ga * f'(h),  ga <- ga * u * f''(h)   (tanh and sigmoid)
+    r1_weights(sq, coef, term, k)        term <- coef sq,  k <- 2 coef
+    roth_weights(y, s, coef, sq, term, k, grad_y)
+                                         c = sigmoid(s y)^2:  term <- coef c sq,  k <- 2 coef c,
+                                         grad_y += coef sq dc/dy,  dc/dy = 2 s sigmoid(s y)^2 sigmoid(-s y)
+    wgan_gp_weights(sq, coef, term, k)   term <- coef (||g|| - 1)^2,  k <- 2 coef (||g|| - 1) / ||g||  (0 at g = 0)
+
+`second_order` is the step of the chain's reverse for a curved activation: from dP/da_i, u_{i+1} and
+y = f(h_i) it gives dP/du_{i+1} (written over u_{i+1}, which is not needed again) and dP/dh_i (written over
+dP/da_i). f'' is again written from y: tanh'' = -2 y (1 - y^2), sigmoid'' = y (1 - y) (1 - 2 y); the
+piecewise-linear activations have f'' = 0 and use act_grad instead. The weight kernels give, per sample
+n = one row, the penalty term, k_n with dP/dg_n = k_n g_n, and (Roth) dP/dy_n. s = -1 on real rows and +1
+on fake rows makes Roth's two weights one formula: (1 - p)^2 = sigmoid(-y)^2 and p^2 = sigmoid(y)^2; the
+sigmoid pair comes from one exp(-|s y|). ||g|| is taken from sq = ||g||^2 (one row sum on the device).
 """
 
 from __future__ import annotations
@@ -146,6 +167,82 @@ def _build(xp) -> SimpleNamespace:
         buf[...] = momentum * buf + g / (sqrt(s) + eps)
         p -= lr * buf
 
+    # ----- instance noise and WGAN-GP's interpolation -----
+
+    @_fuser(prefix + "add_noise")
+    def add_noise(x, noise, sigma):
+        x += sigma * noise
+
+    @_fuser(prefix + "noisy")
+    def noisy(out, x, noise, sigma):
+        out[...] = x + sigma * noise
+
+    @_fuser(prefix + "interpolate")
+    def interpolate(out, real, fake, t):
+        out[...] = t * real + (1.0 - t) * fake
+
+    # ----- the input-gradient chain: a <- u * f'(h), from y = f(h) (identity: a is u itself) -----
+
+    @_fuser(prefix + "times_deriv_relu")
+    def times_deriv_relu(a, u, y, slope):
+        a[...] = where(y > 0, u, 0.0)
+
+    @_fuser(prefix + "times_deriv_leaky_relu")
+    def times_deriv_leaky_relu(a, u, y, slope):
+        a[...] = where(y > 0, u, slope * u)
+
+    @_fuser(prefix + "times_deriv_tanh")
+    def times_deriv_tanh(a, u, y, slope):
+        a[...] = u * (1.0 - y * y)
+
+    @_fuser(prefix + "times_deriv_sigmoid")
+    def times_deriv_sigmoid(a, u, y, slope):
+        a[...] = u * (y * (1.0 - y))
+
+    # ----- the chain's reverse through a curved activation: dP/du_{i+1} over u, dP/dh_i over dP/da -----
+
+    @_fuser(prefix + "second_order_tanh")
+    def second_order_tanh(ga, u, y, slope):
+        d1 = 1.0 - y * y
+        up = ga * d1  # dP/du_{i+1} = dP/da_i * f'(h_i)
+        gh = ga * u * (-2.0 * y * d1)  # dP/dh_i = dP/da_i * u_{i+1} * f''(h_i)
+        u[...] = up
+        ga[...] = gh
+
+    @_fuser(prefix + "second_order_sigmoid")
+    def second_order_sigmoid(ga, u, y, slope):
+        d1 = y * (1.0 - y)
+        up = ga * d1
+        gh = ga * u * (d1 * (1.0 - 2.0 * y))
+        u[...] = up
+        ga[...] = gh
+
+    # ----- per-sample penalty weights: the term, k with dP/dg = k g, and (Roth) dP/dy -----
+
+    @_fuser(prefix + "r1_weights")
+    def r1_weights(sq, coef, term, k):
+        term[...] = coef * sq
+        k[...] = coef * (0.0 * sq + 2.0)  # a constant, written per row like the other kinds (and kept an array
+        # expression: under cupy.fuse, an expression of scalars alone is traced in float16)
+
+    @_fuser(prefix + "roth_weights")
+    def roth_weights(y, s, coef, sq, term, k, grad_y):
+        v = s * y
+        e = exp(-absolute(v))  # in (0, 1]
+        p = where(v >= 0, 1.0, e) / (1.0 + e)  # sigmoid(s y)
+        q = where(v >= 0, e, 1.0) / (1.0 + e)  # sigmoid(-s y) = 1 - p, exact in both tails
+        c = p * p
+        term[...] = coef * c * sq
+        k[...] = 2.0 * coef * c
+        grad_y += coef * sq * (2.0 * s * c * q)
+
+    @_fuser(prefix + "wgan_gp_weights")
+    def wgan_gp_weights(sq, coef, term, k):
+        norm = sqrt(sq)
+        positive = norm > 0
+        term[...] = coef * (norm - 1.0) * (norm - 1.0)
+        k[...] = where(positive, coef * (2.0 * (norm - 1.0)) / where(positive, norm, 1.0), 0.0)
+
     return SimpleNamespace(
         xp=xp,
         bias_act={"identity": bias_identity, "relu": bias_relu, "leaky_relu": bias_leaky_relu,
@@ -155,6 +252,12 @@ def _build(xp) -> SimpleNamespace:
         logistic_loss=logistic_loss,
         linear_loss=linear_loss,
         sgd=sgd, sgd_momentum=sgd_momentum, adam=adam, rmsprop=rmsprop, rmsprop_momentum=rmsprop_momentum,
+        add_noise=add_noise, noisy=noisy, interpolate=interpolate,
+        times_deriv={"identity": None, "relu": times_deriv_relu, "leaky_relu": times_deriv_leaky_relu,
+                     "tanh": times_deriv_tanh, "sigmoid": times_deriv_sigmoid},  # identity: a = u, no kernel
+        second_order={"identity": None, "relu": None, "leaky_relu": None,  # f'' = 0: act_grad does it
+                      "tanh": second_order_tanh, "sigmoid": second_order_sigmoid},
+        r1_weights=r1_weights, roth_weights=roth_weights, wgan_gp_weights=wgan_gp_weights,
     )
 
 
