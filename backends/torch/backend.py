@@ -9,6 +9,17 @@ One round of training (reference/train.py) is k D updates then m G updates:
               D into x_fake = G(z) and G's parameters, D accumulates nothing and D's optimizer never steps:
               D is bitwise unchanged.
 
+Remedies for failure to converge (reference/gan.py, reference/penalty.py):
+
+    instance noise    sigma = config.noise_scale(step) for the round after `step` completed rounds; the round's
+                      standard normal draws times sigma are added to the real and the fake batch of every D
+                      update and to G(z) in every G update (the noise is a constant: nothing flows into it).
+    gradient penalty  added to D's loss in every D update, on the (noisy) batches D sees. The per-sample input
+                      gradients g_n come from torch.autograd.grad(D(x).sum(), x, create_graph=True) (D has one
+                      output, so row n of that gradient is dD(x_n)/dx_n), and loss.backward() then differentiates
+                      through that backward pass (double backprop). The penalty runs eagerly even with
+                      compile=True: AOTAutograd's compiled backward cannot itself be differentiated.
+
 `train_rounds` runs a whole chunk of rounds on the device: the chunk's row indices and noise go over in a
 single host-to-device copy, the real batches are gathered from the device-resident dataset, and every
 round's metrics stay on the device until one copy back at the end of the chunk.
@@ -24,13 +35,15 @@ import torch
 from reference import mlp
 from reference.train import StepInputs, StepMetrics, TrainConfig
 
-from ..interface import Backend
+from ..interface import ALL_FEATURES, Backend
 from . import convert, ddp, nets
 
-# Columns of a round's metrics vector. The first five are batch means (averaged over DDP ranks); the grad
-# norms are computed from gradients that DDP has already averaged, so they are global as they stand.
-_METRICS = ("d_loss", "g_loss", "d_acc_real", "d_acc_fake", "critic_gap", "d_grad_norm", "g_grad_norm")
-_N_MEANS = 5
+# Columns of a round's metrics vector. The first six are batch means (averaged over DDP ranks: every penalty is
+# a mean over its batch, or a sum of such means, over shards of equal size); the grad norms are computed from
+# gradients that DDP has already averaged, so they are global as they stand.
+_METRICS = ("d_loss", "g_loss", "d_acc_real", "d_acc_fake", "critic_gap", "d_penalty", "d_grad_norm", "g_grad_norm")
+_N_MEANS = 6
+_EXTRAS = ("noise_real", "noise_fake", "noise_g", "mix")  # train_rounds' optional inputs, in upload order
 
 
 def resolve_device(device) -> torch.device:
@@ -78,11 +91,14 @@ class TorchBackend(Backend):
     device:  "cpu", "cuda", "cuda:N" or None (CUDA if available, else CPU). Under torchrun with CUDA each
              process uses cuda:LOCAL_RANK.
     compile: torch.compile the D-step and G-step objectives (forward and, through AOTAutograd, backward).
+             A gradient penalty is computed eagerly beside the compiled objective (see the module docstring).
     amp:     bf16 autocast for the forward passes (CUDA only, dtype float32); losses are computed in float32.
+             Not with a gradient penalty (refused: its double backward is not validated under autocast).
     foreach, fused: passed to torch.optim (None: torch's choice); every choice computes the same update.
     """
 
     name = "torch"
+    features = ALL_FEATURES
 
     def __init__(self, config: TrainConfig, *, dtype: str = "float64", device: str | None = None,
                  compile: bool = False, amp: bool = False, foreach: bool | None = None,
@@ -92,6 +108,10 @@ class TorchBackend(Backend):
             raise TypeError(f"config must be a reference.train.TrainConfig, got {type(config).__name__}")
         requested = resolve_device(device)
         if amp:
+            if config.penalty is not None:  # checked first: the same answer on every device
+                raise ValueError(f"amp=True with a gradient penalty ({config.penalty.kind}) is not supported: the "
+                                 f"penalty's double backward has not been validated under bf16 autocast; "
+                                 f"use amp=False")
             if requested.type != "cuda":
                 raise ValueError(f"amp=True (bf16 autocast) is supported on CUDA only, and this backend runs on "
                                  f"{requested.type!r}; use amp=False on the CPU")
@@ -222,31 +242,64 @@ class TorchBackend(Backend):
 
     # ----- the D step and the G step, without updating -----
 
-    def d_grads(self, x_real, z):
+    def _optional(self, x, what: str, shape: tuple) -> torch.Tensor | None:
+        """An optional per-sample input (noise, mix) as a tensor, checked to have `shape`; None stays None."""
+        if x is None:
+            return None
+        array = np.asarray(x)
+        if not np.issubdtype(array.dtype, np.floating) or array.shape != shape:
+            raise ValueError(f"{what} must be a floating-point array of shape {shape}, got "
+                             f"{array.dtype} {array.shape}")
+        return self._tensor(array)
+
+    def d_grads(self, x_real, z, *, real_noise=None, fake_noise=None, mix=None):
         self._require_state()
-        mlp.check_input(x_real, self.config.spec.data_size, "x_real")
-        mlp.check_input(z, self.config.spec.z_size, "z")
-        loss, _, _ = self._d_objective(self.G, self.D, self._tensor(x_real), self._tensor(z), self._loss,
-                                       self._dtype, self.amp)
+        spec = self.config.spec
+        mlp.check_input(x_real, spec.data_size, "x_real")
+        mlp.check_input(z, spec.z_size, "z")
+        real_noise = self._optional(real_noise, "real_noise", np.shape(x_real))
+        fake_noise = self._optional(fake_noise, "fake_noise", (len(z), spec.data_size))
+        mix = self._optional(mix, "mix", (len(x_real), 1))
+        loss, _, _, _ = self._d_loss(self.D, self._tensor(x_real), self._tensor(z), real_noise, fake_noise, mix)
         grads = torch.autograd.grad(loss, [convert.parameter(self._nets, n) for n in self._names["D"]])
         return float(loss.detach()), {n: convert.to_numpy(n, g) for n, g in zip(self._names["D"], grads, strict=True)}
 
-    def g_grads(self, z):
+    def g_grads(self, z, *, fake_noise=None):
         self._require_state()
         mlp.check_input(z, self.config.spec.z_size, "z")
+        fake_noise = self._optional(fake_noise, "fake_noise", (len(z), self.config.spec.data_size))
         with frozen(self.D):
-            loss, _ = self._g_objective(self.G, self.D, self._tensor(z), self._loss, self._dtype, self.amp)
+            loss, _ = self._g_objective(self.G, self.D, self._tensor(z), fake_noise, self._loss, self._dtype,
+                                        self.amp)
             grads = torch.autograd.grad(loss, [convert.parameter(self._nets, n) for n in self._names["G"]])
         return float(loss.detach()), {n: convert.to_numpy(n, g) for n, g in zip(self._names["G"], grads, strict=True)}
 
+    def _d_loss(self, D, real, z, real_noise, fake_noise, mix):
+        """D's whole loss (the objective plus the configured penalty) through the module D (bare or DDP).
+        Returns (loss, real_out, fake_out, penalty), all but the loss detached; penalty is None without one."""
+        loss, real_out, fake_out, real_seen, fake_seen = self._d_objective(
+            self.G, D, real, z, real_noise, fake_noise, self._loss, self._dtype, self.amp)
+        pen = self.config.penalty
+        if pen is None:
+            return loss, real_out, fake_out, None
+        if pen.kind == "wgan-gp":
+            if mix is None:
+                raise ValueError("the wgan-gp penalty needs the interpolation weights `mix` (B, 1)")
+            if real_seen.shape != fake_seen.shape:
+                raise ValueError(f"wgan-gp interpolates real and fake samples pairwise: the batches must have the "
+                                 f"same shape, got {tuple(real_seen.shape)} and {tuple(fake_seen.shape)}")
+        value = pen.weight * gradient_penalty(D, pen.kind, real_seen, fake_seen, mix)
+        return loss + value, real_out, fake_out, value.detach()
+
     # ----- training -----
 
-    def _d_update(self, real: torch.Tensor, z: torch.Tensor) -> list[torch.Tensor]:
-        """One D update; returns [loss, acc_real, acc_fake, critic_gap, grad_norm] as 0-d device tensors."""
+    def _d_update(self, real: torch.Tensor, z: torch.Tensor, real_noise=None, fake_noise=None,
+                  mix=None) -> list[torch.Tensor]:
+        """One D update; returns [loss, acc_real, acc_fake, critic_gap, penalty, grad_norm] as 0-d device tensors.
+        real_noise / fake_noise: instance noise already scaled by sigma (or None); mix: WGAN-GP's weights."""
         opt = self._opts["D"]
         opt.zero_grad(set_to_none=True)
-        loss, real_out, fake_out = self._d_objective(self.G, self._D_train, real, z, self._loss, self._dtype,
-                                                     self.amp)
+        loss, real_out, fake_out, pen = self._d_loss(self._D_train, real, z, real_noise, fake_noise, mix)
         loss.backward()  # D's .grad only: G's output was computed without a graph
         grad_norm = torch.nn.utils.get_total_norm([p.grad for p in self.D.parameters()])
         opt.step()
@@ -259,33 +312,42 @@ class TorchBackend(Backend):
         acc_real = (real_out > 0).to(self._dtype).mean()
         acc_fake = (fake_out < 0).to(self._dtype).mean()
         gap = real_out.mean() - fake_out.mean()
-        return [loss.detach(), acc_real, acc_fake, gap, grad_norm]
+        pen = torch.zeros((), dtype=self._dtype, device=self._device) if pen is None else pen
+        return [loss.detach(), acc_real, acc_fake, gap, pen, grad_norm]
 
-    def _g_update(self, z: torch.Tensor) -> list[torch.Tensor]:
-        """One G update with D frozen; returns [loss, grad_norm] as 0-d device tensors."""
+    def _g_update(self, z: torch.Tensor, fake_noise=None) -> list[torch.Tensor]:
+        """One G update with D frozen (D sees G(z) + fake_noise); returns [loss, grad_norm] as 0-d device tensors."""
         opt = self._opts["G"]
         opt.zero_grad(set_to_none=True)
         with frozen(self.D):
-            loss, _ = self._g_objective(self._G_train, self.D, z, self._loss, self._dtype, self.amp)
+            loss, _ = self._g_objective(self._G_train, self.D, z, fake_noise, self._loss, self._dtype, self.amp)
             loss.backward()  # through D (frozen: no .grad) into G
         grad_norm = torch.nn.utils.get_total_norm([p.grad for p in self.G.parameters()])
         opt.step()
         self._opt_steps["G"] += 1
         return [loss.detach(), grad_norm]
 
-    def _round(self, real: torch.Tensor, z_d: torch.Tensor, z_g: torch.Tensor) -> torch.Tensor:
-        """One round on device tensors real (k, b, data), z_d (k, b, z), z_g (m, b, z); no host sync.
+    def _round(self, real: torch.Tensor, z_d: torch.Tensor, z_g: torch.Tensor, extras: dict) -> torch.Tensor:
+        """One round on device tensors real (k, b, data), z_d (k, b, z), z_g (m, b, z) and the config's extras
+        (noise_real, noise_fake (k, b, data), noise_g (m, b, data): N(0, 1); mix (k, b, 1)); no host sync.
         Returns the round's metrics vector (columns _METRICS), on the device."""
+        sigma = self.config.noise_scale(self._step)  # this round's instance noise scale
+
+        def scaled(name, i):
+            return sigma * extras[name][i] if self.config.needs_noise else None
+
+        mix = extras.get("mix")
         for i in range(self.config.d_steps):
-            d_loss, acc_real, acc_fake, gap, d_norm = self._d_update(real[i], z_d[i])
+            d_loss, acc_real, acc_fake, gap, pen, d_norm = self._d_update(
+                real[i], z_d[i], scaled("noise_real", i), scaled("noise_fake", i), None if mix is None else mix[i])
         for i in range(self.config.g_steps):
-            g_loss, g_norm = self._g_update(z_g[i])
+            g_loss, g_norm = self._g_update(z_g[i], scaled("noise_g", i))
         self._step += 1
-        return torch.stack([d_loss, g_loss, acc_real, acc_fake, gap, d_norm.to(self._dtype),
+        return torch.stack([d_loss, g_loss, acc_real, acc_fake, gap, pen, d_norm.to(self._dtype),
                             g_norm.to(self._dtype)])
 
     def _metrics(self, rows: torch.Tensor, first_step: int) -> list[StepMetrics]:
-        """(n, 7) device metrics -> StepMetrics, with one all-reduce (DDP) and one copy to the host."""
+        """(n, len(_METRICS)) device metrics -> StepMetrics, with one all-reduce (DDP) and one copy to the host."""
         if self._dist.distributed:
             rows = torch.cat([ddp.mean_over_ranks(rows[:, :_N_MEANS], self._dist), rows[:, _N_MEANS:]], dim=1)
         host = rows.detach().to(device="cpu", dtype=torch.float64).numpy()
@@ -308,8 +370,10 @@ class TorchBackend(Backend):
         real = ddp.shard(inputs.real, self._dist, 1, "StepInputs.real")
         z_d = ddp.shard(inputs.z_d, self._dist, 1, "StepInputs.z_d")
         z_g = ddp.shard(inputs.z_g, self._dist, 1, "StepInputs.z_g")
+        extras = {name: self._tensor(ddp.shard(getattr(inputs, name), self._dist, 1, f"StepInputs.{name}"))
+                  for name in self._extra_names()}
         first = self._step
-        row = self._round(self._tensor(real), self._tensor(z_d), self._tensor(z_g))
+        row = self._round(self._tensor(real), self._tensor(z_d), self._tensor(z_g), extras)
         return self._metrics(row[None], first)[0]
 
     def set_data(self, data: np.ndarray) -> None:
@@ -323,37 +387,47 @@ class TorchBackend(Backend):
             raise ValueError("data contains NaN or Inf")
         self._data_t = self._tensor(data)
 
-    def _upload(self, index: np.ndarray, z_d: np.ndarray, z_g: np.ndarray):
-        """index, z_d and z_g in ONE host-to-device copy: their bytes packed in one buffer, viewed back on
-        the device as int64 indices and noise of the backend's dtype."""
+    def _extra_names(self) -> list[str]:
+        """The optional inputs this config uses, in _EXTRAS order."""
+        wanted = {"noise_real", "noise_fake", "noise_g"} if self.config.needs_noise else set()
+        if self.config.needs_mix:
+            wanted.add("mix")
+        return [name for name in _EXTRAS if name in wanted]
+
+    def _upload(self, index: np.ndarray, *arrays: np.ndarray) -> list[torch.Tensor]:
+        """index and the float arrays (z_d, z_g, the extras) in ONE host-to-device copy: their bytes packed in
+        one buffer, viewed back on the device as int64 indices and arrays of the backend's dtype."""
         np_dtype = np.dtype(self.dtype)
-        parts = [np.ascontiguousarray(index, dtype=np.int64), np.ascontiguousarray(z_d, dtype=np_dtype),
-                 np.ascontiguousarray(z_g, dtype=np_dtype)]
+        parts = [np.ascontiguousarray(index, dtype=np.int64)]
+        parts += [np.ascontiguousarray(a, dtype=np_dtype) for a in arrays]
         packed = np.concatenate([p.reshape(-1).view(np.uint8) for p in parts])
         host = torch.from_numpy(packed)
         if self._device.type == "cuda":
             host = host.pin_memory()
         device_bytes = host.to(self._device, non_blocking=True)
         out, offset = [], 0
-        for part, dtype in zip(parts, (torch.int64, self._dtype, self._dtype), strict=True):
-            view = device_bytes[offset:offset + part.nbytes].view(dtype).view(part.shape)
-            out.append(view)
-            offset += part.nbytes
+        for i, part in enumerate(parts):
+            dtype = torch.int64 if i == 0 else self._dtype
+            out.append(device_bytes[offset:offset + part.nbytes].view(dtype).view(part.shape))
+            offset += part.nbytes  # int64 first, then 8- or 4-byte floats: every view stays aligned
         return out
 
-    def train_rounds(self, index, z_d, z_g):
+    def train_rounds(self, index, z_d, z_g, **extras):
         self._require_state()
         if self._data_t is None:
             raise RuntimeError("call set_data(data) before train_rounds")
-        n = self.check_chunk(index, z_d, z_g, len(self._data_t))
+        n = self.check_chunk(index, z_d, z_g, len(self._data_t), **extras)
         if n == 0:
             return []
+        names = self._extra_names()
         index = ddp.shard(index, self._dist, 2, "index")
         z_d = ddp.shard(z_d, self._dist, 2, "z_d")
         z_g = ddp.shard(z_g, self._dist, 2, "z_g")
-        index_t, z_d_t, z_g_t = self._upload(index, z_d, z_g)
+        shards = [ddp.shard(extras[name], self._dist, 2, name) for name in names]
+        index_t, z_d_t, z_g_t, *extra_t = self._upload(index, z_d, z_g, *shards)
         first = self._step
-        rows = [self._round(self._data_t[index_t[r]], z_d_t[r], z_g_t[r]) for r in range(n)]
+        rows = [self._round(self._data_t[index_t[r]], z_d_t[r], z_g_t[r],
+                            {name: t[r] for name, t in zip(names, extra_t, strict=True)}) for r in range(n)]
         return self._metrics(torch.stack(rows), first)
 
 
@@ -364,9 +438,10 @@ def _autocast(amp: bool):
     return torch.autocast(device_type="cuda", dtype=torch.bfloat16) if amp else contextlib.nullcontext()
 
 
-def _d_objective(G, D, real, z, kind, dtype, amp):
-    """D's loss on a real batch and on G(z), with G's output a constant. Returns (loss, real_out, fake_out),
-    the outputs detached.
+def _d_objective(G, D, real, z, real_noise, fake_noise, kind, dtype, amp):
+    """D's loss on a real batch and on G(z), with G's output a constant; D sees each batch plus its instance
+    noise (already scaled, or None). Returns (loss, real_out, fake_out, real_seen, fake_seen), all but the
+    loss detached; real_seen / fake_seen are the batches D read (the gradient penalty's inputs).
 
     D reads the two batches in two forward passes, as the reference does: each parameter's gradient is then
     the sum of a real-batch part and a fake-batch part, like the reference's, which keeps a gradient that is
@@ -376,12 +451,57 @@ def _d_objective(G, D, real, z, kind, dtype, amp):
     with _autocast(amp):
         with torch.no_grad():
             fake = G(z)
+            if fake_noise is not None:
+                fake = fake + fake_noise
+            if real_noise is not None:
+                real = real + real_noise
         real_out, fake_out = D(real).to(dtype), D(fake).to(dtype)
-    return nets.d_loss(kind, real_out, fake_out), real_out.detach(), fake_out.detach()
+    return nets.d_loss(kind, real_out, fake_out), real_out.detach(), fake_out.detach(), real, fake
 
 
-def _g_objective(G, D, z, kind, dtype, amp):
-    """G's loss on D(G(z)); the caller freezes D. Returns (loss, fake_out detached)."""
+def _g_objective(G, D, z, fake_noise, kind, dtype, amp):
+    """G's loss on D(G(z) + fake_noise) (noise already scaled, or None); the caller freezes D.
+    Returns (loss, fake_out detached). The noise is a constant: dL/dG(z) = dL/d(G(z) + noise)."""
     with _autocast(amp):
-        fake_out = D(G(z)).to(dtype)
+        fake = G(z)
+        if fake_noise is not None:
+            fake = fake + fake_noise
+        fake_out = D(fake).to(dtype)
     return nets.g_loss(kind, fake_out), fake_out.detach()
+
+
+# ----- Gradient penalties (eager: they differentiate through a backward pass) -----
+
+def input_gradient(D, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(g, y): y = D(x) (B, 1) and g (B, data_size), row n = dD(x_n)/dx_n, with the graph kept (create_graph)
+    so that a loss on g can be differentiated with respect to D's parameters. x is taken as a constant."""
+    x = x.detach().requires_grad_(True)
+    y = D(x)  # (B, 1)
+    (g,) = torch.autograd.grad(y.sum(), x, create_graph=True)  # one output: d sum_n y_n / dx_n = dy_n / dx_n
+    return g, y
+
+
+def gradient_penalty(D, kind: str, real: torch.Tensor, fake: torch.Tensor, mix: torch.Tensor | None) -> torch.Tensor:
+    """The unweighted penalty of reference/penalty.py (a 0-d tensor with a graph back to D's parameters):
+
+        r1       (1/2) mean_real ||g||^2
+        roth     (1/2) (mean_real (1 - p)^2 ||g||^2 + mean_fake p^2 ||g||^2),  p = sigmoid(logit)
+        wgan-gp  mean (||g|| - 1)^2  at  mix * real + (1 - mix) * fake
+
+    1 - p is computed as sigmoid(-logit) (exact in both tails). ||g|| is torch.linalg.vector_norm, whose
+    backward is 0 where ||g|| = 0, as in the reference (sqrt of a sum of squares would give NaN there).
+    """
+    if kind == "r1":
+        g, _ = input_gradient(D, real)
+        return 0.5 * (g * g).sum(dim=1).mean()
+    if kind == "roth":
+        g_real, y_real = input_gradient(D, real)
+        g_fake, y_fake = input_gradient(D, fake)
+        q_real = torch.sigmoid(-y_real[:, 0])  # 1 - p on the real batch
+        p_fake = torch.sigmoid(y_fake[:, 0])
+        return 0.5 * ((q_real * q_real * (g_real * g_real).sum(dim=1)).mean()
+                      + (p_fake * p_fake * (g_fake * g_fake).sum(dim=1)).mean())
+    if kind == "wgan-gp":
+        g, _ = input_gradient(D, mix * real + (1.0 - mix) * fake)
+        return ((torch.linalg.vector_norm(g, dim=1) - 1.0) ** 2).mean()
+    raise ValueError(f"unknown penalty {kind!r}")

@@ -11,6 +11,13 @@ batch of B rows, of which rank r uses the contiguous shard rows [r B/W, (r + 1) 
 mean over its batch, so the mean over ranks of the shard gradients (what DDP's all-reduce computes) is
 the gradient on the global batch, and the run matches a single process on the same global batch up to
 floating-point rounding. Metrics that are batch means are averaged over ranks the same way.
+
+Gradient penalties work under DDP: each rank's penalty is a mean over its shard (R1, WGAN-GP's interpolates)
+or a sum of such means (Roth), so averaging is again right. The penalty's per-sample input gradients come
+from torch.autograd.grad with respect to D's *input*, which runs none of the parameters' gradient
+accumulators that DDP hooks; the one loss.backward() of the D update then reaches each parameter's
+accumulator once, through the loss and the double backward alike, and DDP all-reduces the total
+(tests/torch/test_remedies.py checks 2 gloo processes against 1).
 """
 
 from __future__ import annotations
