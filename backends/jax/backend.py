@@ -5,7 +5,7 @@ layout, both optax states, and both optimizers' step counts. Three compiled prog
 
     train_step    one round (k D updates, then m G updates), each update inside lax.scan, as one program;
     train_rounds  a lax.scan of that round over a chunk of rounds, real batches gathered on the device from
-                  the data given to set_data; metrics come back as one (n, 7) array per chunk;
+                  the data given to set_data; metrics come back as one (n, 8) array per chunk;
     the forward passes and gradient queries of the interface, each its own small program.
 
 Recompilation: a jitted program is traced again for every new input shape. train_rounds therefore pads a
@@ -15,6 +15,11 @@ and the compiled program does not depend on n). However the caller
 sizes its chunks, one program serves every chunk of up to 32 rounds, and at most
 ceil(log2(longest chunk / 32)) + 1 programs are ever compiled. `traces` counts how often each program's Python body ran
 (that is, was traced); the tests hold it constant over a run.
+
+Remedies: instance noise and the gradient penalties (nets.py) are part of the same programs. The noise arrays
+are standard normal inputs; the round scales them by sigma = config.noise_scale(completed rounds), which the
+host computes per round and hands in as an array (a runtime value: annealing compiles nothing new). A config
+without them traces exactly the programs it always did (their arguments are None).
 
 Numbers: dtype "float64" runs with jax_enable_x64 switched on only inside this backend's own calls
 (`jax.enable_x64` as a context manager), so nothing leaks into the caller's JAX. "float32" uses full-
@@ -40,7 +45,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from backends.interface import Backend
+from backends.interface import ALL_FEATURES, Backend
 from reference import mlp
 from reference.train import StepInputs, StepMetrics, TrainConfig
 
@@ -48,7 +53,8 @@ from . import optimizers
 from .nets import Nets
 
 DTYPES = ("float64", "float32", "bfloat16")
-METRICS = ("d_loss", "d_acc_real", "d_acc_fake", "critic_gap", "d_grad_norm", "g_loss", "g_grad_norm")
+METRICS = ("d_loss", "d_acc_real", "d_acc_fake", "critic_gap", "d_grad_norm", "d_penalty", "g_loss", "g_grad_norm")
+EXTRAS = ("noise_real", "noise_fake", "noise_g", "mix")  # StepInputs' optional arrays, in train_rounds' order
 
 
 class Carry(NamedTuple):
@@ -121,6 +127,7 @@ class JaxBackend(Backend):
     """One GAN trained with JAX and optax. dtype: "float64" (conformance), "float32", "bfloat16"."""
 
     name = "jax"
+    features = ALL_FEATURES  # instance noise and every gradient penalty, in every dtype and on a mesh
     conformance_examples_share = 0.2  # every example compiles fresh XLA programs: ~1 s per example and check
 
     def __init__(self, config: TrainConfig, *, dtype: str = "float64", device: str | None = None,
@@ -145,7 +152,8 @@ class JaxBackend(Backend):
         self._replicated = NamedSharding(self.mesh, P())
         bf16 = self.amp
         self._nets = Nets(config.spec, compute_dtype=jnp.bfloat16 if bf16 else None,
-                          precision=jax.lax.Precision.DEFAULT if bf16 else jax.lax.Precision.HIGHEST)
+                          precision=jax.lax.Precision.DEFAULT if bf16 else jax.lax.Precision.HIGHEST,
+                          penalty=config.penalty)
         self._d_tx = optimizers.make(config.d_optimizer)
         self._g_tx = optimizers.make(config.g_optimizer)
         self._g_names = list(mlp.param_shapes(config.spec.generator, "G"))
@@ -160,16 +168,18 @@ class JaxBackend(Backend):
         self._discriminate_jit = jax.jit(nets.discriminate)
         self._d_loss_jit = jax.jit(jax.value_and_grad(nets.d_loss, argnums=(0, 1)))
         self._g_loss_jit = jax.jit(jax.value_and_grad(nets.g_loss))
-        self._d_grads_jit = jax.jit(lambda c, x, z: nets.d_value_and_grad(c.d, c.g, x, z))
-        self._g_grads_jit = jax.jit(lambda c, z: nets.g_value_and_grad(c.g, c.d, z))
+        self._d_grads_jit = jax.jit(lambda c, x, z, real_noise, fake_noise, mix: nets.d_value_and_grad(
+            c.d, c.g, x, z, real_noise, fake_noise, mix))
+        self._g_grads_jit = jax.jit(lambda c, z, fake_noise: nets.g_value_and_grad(c.g, c.d, z, fake_noise))
         self._round_jit = jax.jit(self._traced_round, donate_argnums=0, out_shardings=rep)
         self._rounds_jit = jax.jit(self._traced_rounds, donate_argnums=0, out_shardings=rep)
 
     # ----- the compiled training programs (pure functions of the carry) -----
 
     def _d_update(self, c: Carry, batch):
-        x_real, z = batch
-        (loss, (real_out, fake_out)), grads = self._nets.d_value_and_grad(c.d, c.g, x_real, z)
+        """One D update. batch: (x_real, z) or (x_real, z, real_noise, fake_noise, mix), noise already scaled
+        and any of the last three None."""
+        (loss, (real_out, fake_out, penalty)), grads = self._nets.d_value_and_grad(c.d, c.g, *batch)
         updates, d_opt = self._d_tx.update(grads, c.d_opt, c.d)
         d = optax.apply_updates(c.d, updates)
         if self.config.clip_value is not None:  # WGAN: every critic parameter into [-c, c]
@@ -177,11 +187,13 @@ class JaxBackend(Backend):
             d = jax.tree.map(lambda p: jnp.clip(p, -clip, clip), d)
         share = functools.partial(jnp.mean, dtype=self._np_dtype)  # of a boolean array (JAX's default: float32)
         metrics = [loss, share(real_out > 0), share(fake_out < 0),
-                   jnp.mean(real_out) - jnp.mean(fake_out), optax.tree.norm(grads)]
+                   jnp.mean(real_out) - jnp.mean(fake_out), optax.tree.norm(grads), penalty]
         return c._replace(d=d, d_opt=d_opt, d_count=c.d_count + 1), self._stack(metrics)
 
-    def _g_update(self, c: Carry, z):
-        (loss, _), grads = self._nets.g_value_and_grad(c.g, c.d, z)
+    def _g_update(self, c: Carry, xs):
+        """One G update. xs: z, or (z, fake_noise) with the noise already scaled (or None)."""
+        z, fake_noise = xs if isinstance(xs, tuple) else (xs, None)
+        (loss, _), grads = self._nets.g_value_and_grad(c.g, c.d, z, fake_noise)
         updates, g_opt = self._g_tx.update(grads, c.g_opt, c.g)
         g = optax.apply_updates(c.g, updates)
         return c._replace(g=g, g_opt=g_opt, g_count=c.g_count + 1), self._stack([loss, optax.tree.norm(grads)])
@@ -189,25 +201,39 @@ class JaxBackend(Backend):
     def _stack(self, values):
         return jnp.stack([jnp.asarray(v, dtype=self._np_dtype) for v in values])
 
-    def _round(self, c: Carry, real, z_d, z_g):
-        """k D updates (G frozen), then m G updates (D frozen). Returns (carry, the 7 METRICS)."""
+    def _round(self, c: Carry, real, z_d, z_g, sigma=None, extras=None):
+        """k D updates (G frozen), then m G updates (D frozen). Returns (carry, the 8 METRICS).
+
+        sigma: this round's instance-noise scale (a scalar array; None without instance noise).
+        extras: {name: array} of StepInputs' optional arrays (standard normal noise, mix), or None."""
+        extras = extras or {}
         real = self._constrain(real, P(None, "data", None))
-        c, d_metrics = jax.lax.scan(self._d_update, c, (real, z_d))
-        c, g_metrics = jax.lax.scan(self._g_update, c, z_g)
+
+        def scaled(name):  # sigma * noise for every update of the round at once: (steps, B, data_size)
+            return None if name not in extras else sigma * extras[name]
+
+        mix = extras.get("mix")
+        d_xs = (real, z_d, scaled("noise_real"), scaled("noise_fake"), mix)
+        c, d_metrics = jax.lax.scan(self._d_update, c, d_xs)
+        g_xs = (z_g, scaled("noise_g")) if "noise_g" in extras else z_g
+        c, g_metrics = jax.lax.scan(self._g_update, c, g_xs)
         return c, jnp.concatenate([d_metrics[-1], g_metrics[-1]])  # figures of the last D and last G update
 
-    def _traced_round(self, c, real, z_d, z_g):
+    def _traced_round(self, c, real, z_d, z_g, sigmas=None, extras=None):
+        """One round; sigmas: (1,) its instance-noise scale, or None."""
         self.traces["train_step"] += 1  # runs only while JAX traces
-        return self._round(c, real, z_d, z_g)
+        return self._round(c, real, z_d, z_g, None if sigmas is None else sigmas[0], extras)
 
-    def _traced_rounds(self, c, data, index, z_d, z_g, n):
-        """Rounds 0..n-1 of a padded chunk (capacity = index.shape[0] >= n; the padding never runs)."""
+    def _traced_rounds(self, c, data, index, z_d, z_g, n, sigmas=None, extras=None):
+        """Rounds 0..n-1 of a padded chunk (capacity = index.shape[0] >= n; the padding never runs).
+
+        sigmas (capacity,): each round's instance-noise scale; extras: {name: (capacity, ...)}; both optional."""
         self.traces["train_rounds"] += 1  # runs only while JAX traces: once per capacity bucket
 
         def run(carry, xs):
-            idx, zd, zg = xs
+            idx, zd, zg, sigma, extra = xs
             real = jnp.take(data, idx, axis=0)  # this round's real batches: (k, B, data_size)
-            return self._round(carry, real, zd, zg)
+            return self._round(carry, real, zd, zg, sigma, extra)
 
         def skip(carry, xs):  # a padding round: nothing is computed, the carry passes through
             return carry, jnp.full((len(METRICS),), jnp.nan, dtype=self._np_dtype)
@@ -217,7 +243,8 @@ class JaxBackend(Backend):
             return jax.lax.cond(r < n, run, skip, carry, tuple(inputs))  # n is a runtime value
 
         rounds = jnp.arange(index.shape[0], dtype=jnp.int32)
-        return jax.lax.scan(one_round, c, (rounds, index, z_d, z_g))  # (carry, metrics table (capacity, 7))
+        # (carry, metrics table (capacity, 8))
+        return jax.lax.scan(one_round, c, (rounds, index, z_d, z_g, sigmas, extras))
 
     def _constrain(self, x, spec):
         if len(self.devices) == 1:
@@ -312,23 +339,46 @@ class JaxBackend(Backend):
         loss, grad = self._g_loss_jit(self._put_batch(fake_out, 0))
         return float(loss), np.asarray(grad, dtype=self._np_dtype)
 
+    def _optional_batch(self, x, shape, what):
+        """An optional per-sample array of the queries (noise, mix) on the mesh, checked against `shape`."""
+        if x is None:
+            return None
+        mlp.check_input(x, shape[1], what)
+        if x.shape != shape:
+            raise ValueError(f"{what} must have shape {shape}, got {x.shape}")
+        return self._put_batch(x, 0)
+
     @_scoped
-    def d_grads(self, x_real, z):
-        mlp.check_input(x_real, self.config.spec.data_size, "x_real")
-        mlp.check_input(z, self.config.spec.z_size, "z")
-        (loss, _), grads = self._d_grads_jit(self._require(), self._put_batch(x_real, 0), self._put_batch(z, 0))
+    def d_grads(self, x_real, z, *, real_noise=None, fake_noise=None, mix=None):
+        spec = self.config.spec
+        mlp.check_input(x_real, spec.data_size, "x_real")
+        mlp.check_input(z, spec.z_size, "z")
+        real_noise = self._optional_batch(real_noise, x_real.shape, "real_noise")
+        fake_noise = self._optional_batch(fake_noise, (len(z), spec.data_size), "fake_noise")
+        if self.config.needs_mix:
+            if mix is None:
+                raise ValueError("the wgan-gp penalty needs the interpolation weights `mix` (B, 1)")
+            if len(x_real) != len(z):
+                raise ValueError(f"wgan-gp interpolates real and fake samples pairwise: the batches must have the "
+                                 f"same size, got {len(x_real)} and {len(z)}")
+            mix = self._optional_batch(mix, (len(x_real), 1), "mix")
+        else:
+            mix = None  # only wgan-gp reads it (as in the reference)
+        (loss, _), grads = self._d_grads_jit(self._require(), self._put_batch(x_real, 0), self._put_batch(z, 0),
+                                             real_noise, fake_noise, mix)
         return float(loss), self._ordered64(grads, self._d_names)
 
     @_scoped
-    def g_grads(self, z):
+    def g_grads(self, z, *, fake_noise=None):
         mlp.check_input(z, self.config.spec.z_size, "z")
-        (loss, _), grads = self._g_grads_jit(self._require(), self._put_batch(z, 0))
+        fake_noise = self._optional_batch(fake_noise, (len(z), self.config.spec.data_size), "fake_noise")
+        (loss, _), grads = self._g_grads_jit(self._require(), self._put_batch(z, 0), fake_noise)
         return float(loss), self._ordered64(grads, self._g_names)
 
     # ----- training -----
 
     def _metrics(self, table: np.ndarray) -> list[StepMetrics]:
-        """StepMetrics from an (n, 7) array of METRICS, for the n rounds after self._step."""
+        """StepMetrics from an (n, 8) array of METRICS, for the n rounds after self._step."""
         wgan = self.config.spec.loss == "wasserstein"
         nan = float("nan")
         out = []
@@ -338,7 +388,8 @@ class JaxBackend(Backend):
                                    d_acc_real=nan if wgan else v["d_acc_real"],
                                    d_acc_fake=nan if wgan else v["d_acc_fake"],
                                    critic_gap=v["critic_gap"] if wgan else nan,
-                                   d_grad_norm=v["d_grad_norm"], g_grad_norm=v["g_grad_norm"]))
+                                   d_grad_norm=v["d_grad_norm"], g_grad_norm=v["g_grad_norm"],
+                                   d_penalty=v["d_penalty"]))
         return out
 
     @_scoped
@@ -348,10 +399,23 @@ class JaxBackend(Backend):
         inputs.check(self.config)
         carry = self._require()
         real, z_d, z_g = (self._put_batch(a, 1, strict=True) for a in (inputs.real, inputs.z_d, inputs.z_g))
-        self._carry, metrics = self._round_jit(carry, real, z_d, z_g)
+        extras = {name: self._put_batch(getattr(inputs, name), 1, strict=True) for name in self._extra_names()}
+        self._carry, metrics = self._round_jit(carry, real, z_d, z_g, self._sigmas(1), extras or None)
         [result] = self._metrics(np.asarray(metrics)[None])
         self._step += 1
         return result
+
+    def _extra_names(self) -> list[str]:
+        """The StepInputs extras this config uses (the others are ignored, as by the reference)."""
+        return [name for name in EXTRAS
+                if (name == "mix" and self.config.needs_mix) or (name != "mix" and self.config.needs_noise)]
+
+    def _sigmas(self, n: int):
+        """Instance-noise scales of the n rounds after self._step, (n,) on the device; None without noise."""
+        if not self.config.needs_noise:
+            return None
+        sigmas = np.array([self.config.noise_scale(self._step + r) for r in range(n)], dtype=self._np_dtype)
+        return jax.device_put(sigmas, self._replicated)
 
     @_scoped
     def set_data(self, data: np.ndarray) -> None:
@@ -360,19 +424,20 @@ class JaxBackend(Backend):
         self._data = jax.device_put(np.asarray(data, dtype=self._np_dtype), self._replicated)
 
     @_scoped
-    def train_rounds(self, index: np.ndarray, z_d: np.ndarray, z_g: np.ndarray) -> list[StepMetrics]:
+    def train_rounds(self, index: np.ndarray, z_d: np.ndarray, z_g: np.ndarray, **extras) -> list[StepMetrics]:
         if self._data is None:
             raise RuntimeError("call set_data(data) before train_rounds")
         carry = self._require()
-        n = self.check_chunk(index, z_d, z_g, self._data.shape[0])
+        n = self.check_chunk(index, z_d, z_g, self._data.shape[0], **extras)
         if n == 0:
             return []
         capacity = _bucket(n)
+        extras = {name: self._put_batch(_pad(extras[name], capacity), 2, strict=True) for name in self._extra_names()}
         self._carry, table = self._rounds_jit(carry, self._data,
                                               self._put_batch(_pad(index, capacity), 2, strict=True, dtype=np.int32),
                                               self._put_batch(_pad(z_d, capacity), 2, strict=True),
                                               self._put_batch(_pad(z_g, capacity), 2, strict=True),
-                                              jnp.asarray(n, dtype=jnp.int32))
+                                              jnp.asarray(n, dtype=jnp.int32), self._sigmas(capacity), extras or None)
         metrics = self._metrics(np.asarray(table)[:n])  # one transfer per chunk
         self._step += n
         return metrics
