@@ -29,8 +29,7 @@ class Dataset:
         if isinstance(n, bool) or not isinstance(n, int | np.integer) or n <= 0:
             raise ValueError(f"number of samples must be a positive int, got {n!r}")
         if self.modes is not None:
-            component = rng.integers(0, len(self.modes), size=n)  # (n,)
-            return self.modes[component] + self.sigma * rng.standard_normal((n, self.dim))  # (n, dim)
+            return self.sample_labelled(n, rng)[0]
         if self.name == "gaussian1d":
             return 4.0 + 1.25 * rng.standard_normal((n, 1))  # (n, 1)
         if self.name == "swissroll":
@@ -38,6 +37,17 @@ class Dataset:
             spiral = np.stack([t * np.cos(t), t * np.sin(t)], axis=1) / 5.0  # (n, 2)
             return spiral + 0.05 * rng.standard_normal((n, 2))
         raise ValueError(f"no sampler for dataset {self.name!r}")
+
+
+    def sample_labelled(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """A mixture's samples (n, dim) and the index of the component each came from (n,): the class labels
+        a conditional GAN learns from. The same draws as `sample`, so the samples are identical."""
+        if self.modes is None:
+            raise ValueError(f"{self.name} is not a mixture: it has no classes")
+        if isinstance(n, bool) or not isinstance(n, int | np.integer) or n <= 0:
+            raise ValueError(f"number of samples must be a positive int, got {n!r}")
+        component = rng.integers(0, len(self.modes), size=n)  # (n,)
+        return self.modes[component] + self.sigma * rng.standard_normal((n, self.dim)), component  # (n, dim), (n,)
 
 
 def ring_modes(k: int = 8, radius: float = 1.0) -> np.ndarray:

@@ -7,7 +7,7 @@ import pytest
 
 from experiments.common import REPO_ROOT
 
-CHEAP = ["optimal_discriminator", "convergence", "wasserstein_critic", "failure_to_converge"]
+CHEAP = ["optimal_discriminator", "convergence", "wasserstein_critic", "failure_to_converge", "conditional"]
 HEAVIER = ["saturation", "vanishing_gradients", "mode_collapse"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
