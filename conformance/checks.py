@@ -36,6 +36,7 @@ class Check:
     run: Callable
     well_posed: Callable[[C.Case, str], bool]  # reject cases where the math has no single answer
     needs_features: bool = False  # only for backends implementing instance noise or a gradient penalty
+    examples_share: float = 1.0  # the share of a profile's examples: < 1 for a check that is two checks in one
 
 
 def _loaded(make, case):
@@ -378,7 +379,7 @@ CHECKS: dict[str, Check] = {c.name: c for c in [
           "(double backpropagation)", _remedies(C.SMALL), run_penalty_grads, penalty_grads_well_posed, True),
     Check("remedies_rounds", "with a penalty and/or (annealed) instance noise: rounds by train_step and by "
           "train_rounds, everything after each round", _remedies(C.TRAJECTORY), run_remedies_rounds,
-          remedies_rounds_well_posed, True),
+          remedies_rounds_well_posed, True, examples_share=0.5),
 ]}
 
 

@@ -142,7 +142,8 @@ def run_check(backend_cls, check_name: str, dtype: str, *, max_examples: int, se
     check = K.CHECKS[check_name]
     name = backend_name or getattr(backend_cls, "name", backend_cls.__name__)
     if profile is not None:  # a profile's count is scaled by the backend's share; an explicit count is not
-        max_examples = max(1, round(max_examples * getattr(backend_cls, "conformance_examples_share", 1.0)))
+        share = getattr(backend_cls, "conformance_examples_share", 1.0) * check.examples_share
+        max_examples = max(1, round(max_examples * share))
     make = lambda config: backend_cls(config, dtype=dtype)  # noqa: E731
     features = frozenset(getattr(backend_cls, "features", frozenset()))
     if check.needs_features and not features & ALL_FEATURES:
