@@ -179,7 +179,7 @@ def cmd_train(backend_name: str, args: argparse.Namespace) -> int:
         saved, opts = None, config.resolve(given)
         run_dir = _new_run_dir(opts)
 
-    data, info = datasets.load(opts["dataset"], seed=opts["seed"], train_size=opts["train_size"],
+    data, labels, info = datasets.load_labelled(opts["dataset"], seed=opts["seed"], train_size=opts["train_size"],
                                data_dir=opts["data_dir"])
     train_config = config.train_config(opts, info.dim)
     if saved is not None:
@@ -237,7 +237,7 @@ def cmd_train(backend_name: str, args: argparse.Namespace) -> int:
             print(f"run {run_dir} already has {backend.step} rounds: nothing to train", file=sys.stderr)
         return 0
     started = time.perf_counter()
-    t = trainer.Trainer(backend, data, info, opts, run_dir, rng, backend_meta=meta,
+    t = trainer.Trainer(backend, data, info, opts, run_dir, rng, backend_meta=meta, labels=labels,
                         progress=not getattr(args, "no_progress", False))
     first = backend.step
     try:

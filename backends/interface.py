@@ -134,11 +134,13 @@ class Backend(abc.ABC):
 
         real_noise / fake_noise (B, data_size): instance noise added to what D sees, already scaled by sigma.
         mix (B, 1): WGAN-GP's interpolation weights. The config's gradient penalty, if any, is part of the loss.
+        A backend with the "conditional" feature also takes real_labels=, fake_labels= (B,) ints.
         """
 
     @abc.abstractmethod
     def g_grads(self, z: np.ndarray, *, fake_noise: np.ndarray | None = None) -> tuple[float, dict]:
-        """G's loss and its gradient for every "G.*" parameter (interchange layout, float64)."""
+        """G's loss and its gradient for every "G.*" parameter (interchange layout, float64).
+        Conditional: labels= (B,), the classes G generates for."""
 
     # ----- training -----
 
@@ -147,9 +149,24 @@ class Backend(abc.ABC):
         """One round: k D updates (clipping after each when configured), then m G updates.
         Instance noise is scaled by config.noise_scale(self.step), the completed rounds before this one."""
 
-    def set_data(self, data: np.ndarray) -> None:
-        """Keep the training set (N, data_size) where the backend computes, for `train_rounds`."""
+    def set_data(self, data: np.ndarray, labels: np.ndarray | None = None) -> None:
+        """Keep the training set (N, data_size) where the backend computes, for `train_rounds`; a conditional
+        GAN also needs every row's class, labels (N,) integers in [0, num_classes)."""
         self._data = np.asarray(data)
+        self._labels = self.check_data_labels(labels, len(self._data))
+
+    def check_data_labels(self, labels, rows: int):
+        """labels for set_data: required (N,) ints in range for a conditional config, refused otherwise."""
+        if not self.config.needs_labels:
+            if labels is not None:
+                raise ValueError("set_data got labels, but the GAN is not conditional (spec.num_classes = 0)")
+            return None
+        if labels is None:
+            raise ValueError(f"a conditional GAN needs set_data(data, labels): the class of every row "
+                             f"(num_classes = {self.config.spec.num_classes})")
+        labels = np.asarray(labels)
+        gan.check_labels(labels, rows, self.config.spec.num_classes, "set_data labels")
+        return labels
 
     def train_rounds(self, index: np.ndarray, z_d: np.ndarray, z_g: np.ndarray, **extras) -> list[StepMetrics]:
         """Run len(index) rounds on the data given to `set_data`.
@@ -157,15 +174,22 @@ class Backend(abc.ABC):
         index: (n, k, B) integer rows of the data; round r's real batches are data[index[r]].
         z_d:   (n, k, B, z_size);  z_g: (n, m, B, z_size).
         extras: what the config asks for, each with a leading round axis: noise_real, noise_fake
-        (n, k, B, data_size), noise_g (n, m, B, data_size), mix (n, k, B, 1) (see StepInputs).
+        (n, k, B, data_size), noise_g (n, m, B, data_size), mix (n, k, B, 1), and for a conditional GAN the
+        classes G generates for, labels_fake (n, k, B) and labels_g (n, m, B) (the real batches' classes are
+        the labels given to set_data, at index). See StepInputs.
         Returns one StepMetrics per round; equal to calling train_step round by round.
         """
         data = getattr(self, "_data", None)
         if data is None:
             raise RuntimeError("call set_data(data) before train_rounds")
         self.check_chunk(index, z_d, z_g, len(data), **extras)
-        return [self.train_step(StepInputs(data[index[r]], z_d[r], z_g[r], **{k: v[r] for k, v in extras.items()}))
-                for r in range(len(index))]
+        labels = getattr(self, "_labels", None)
+        rounds = []
+        for r in range(len(index)):
+            real_labels = {} if labels is None else {"labels_real": labels[index[r]]}
+            rounds.append(self.train_step(StepInputs(data[index[r]], z_d[r], z_g[r], **real_labels,
+                                                     **{k: v[r] for k, v in extras.items()})))
+        return rounds
 
     def check_chunk(self, index: np.ndarray, z_d: np.ndarray, z_g: np.ndarray, rows: int, **extras) -> int:
         """Validate train_rounds' arguments against the config and a dataset of `rows` rows; return n."""
@@ -180,14 +204,22 @@ class Backend(abc.ABC):
         wanted = {name: shape for name, shape in wanted.items() if cfg.needs_noise}
         if cfg.needs_mix:
             wanted["mix"] = (n, k, batch, 1)
+        label_shapes = {"labels_fake": (n, k, batch), "labels_g": (n, m, batch)} if cfg.needs_labels else {}
+        wanted.update(label_shapes)
         unexpected = sorted(set(extras) - set(wanted))
         if unexpected:
             raise ValueError(f"train_rounds got {', '.join(unexpected)}, which this config does not use")
         missing = sorted(set(wanted) - set(extras))
         if missing:
-            raise ValueError(f"train_rounds needs {', '.join(missing)} for this config (instance noise / wgan-gp)")
+            raise ValueError(f"train_rounds needs {', '.join(missing)} for this config (instance noise / wgan-gp / "
+                             f"conditional)")
         arrays = [("z_d", z_d, (n, k, batch, z_size)), ("z_g", z_g, (n, m, batch, z_size))]
-        arrays += [(name, extras[name], shape) for name, shape in wanted.items()]
+        arrays += [(name, extras[name], shape) for name, shape in wanted.items() if name not in label_shapes]
+        for name, shape in label_shapes.items():
+            array = extras[name]
+            if not isinstance(array, np.ndarray) or array.shape != shape:
+                raise ValueError(f"{name} must be an integer numpy array of shape {shape}")
+            gan.check_labels(array.reshape(-1), array.size, cfg.spec.num_classes, name)
         for what, array, shape in arrays:
             if not isinstance(array, np.ndarray) or not np.issubdtype(array.dtype, np.floating):
                 raise TypeError(f"{what} must be a floating-point numpy array")
@@ -278,16 +310,17 @@ class ReferenceBackend(Backend):
     def _optional(self, x):
         return None if x is None else self._array(x)
 
-    def d_grads(self, x_real, z, *, real_noise=None, fake_noise=None, mix=None):
+    def d_grads(self, x_real, z, *, real_noise=None, fake_noise=None, mix=None, real_labels=None, fake_labels=None):
         grads, stats = gan.d_loss_and_grads(
             self.config.spec, self._require_state().params, self._array(x_real), self._array(z),
             real_noise=self._optional(real_noise), fake_noise=self._optional(fake_noise),
-            penalty_spec=self.config.penalty, mix=self._optional(mix))
+            penalty_spec=self.config.penalty, mix=self._optional(mix), real_labels=real_labels,
+            fake_labels=fake_labels)
         return stats.loss, {k: v.astype(np.float64) for k, v in grads.items()}
 
-    def g_grads(self, z, *, fake_noise=None):
+    def g_grads(self, z, *, fake_noise=None, labels=None):
         grads, stats = gan.g_loss_and_grads(self.config.spec, self._require_state().params, self._array(z),
-                                            fake_noise=self._optional(fake_noise))
+                                            fake_noise=self._optional(fake_noise), labels=labels)
         return stats.loss, {k: v.astype(np.float64) for k, v in grads.items()}
 
     def train_step(self, inputs):

@@ -77,6 +77,8 @@ OPTIONS = (
     Option("instance_noise", float, "sigma of the Gaussian noise added to every sample D sees (default 0: none)"),
     Option("instance_noise_anneal", int, "rounds over which the instance noise decays linearly to 0 "
                                          "(default 0: constant)"),
+    Option("conditional", bool, "a conditional GAN: G and D also read the one-hot class (ring, grid: the mixture "
+                               "component; digits, mnist: the digit)"),
     Option("train_size", int, "number of samples in the synthetic training set (toy datasets)"),
     Option("seed", int, "seed of every random stream of the run (default 0)"),
     Option("device", str, "backend device, e.g. cpu, cuda, cuda:1 (default: the backend's choice)",
@@ -96,7 +98,7 @@ OPTIONS = (
 BY_NAME = {o.name: o for o in OPTIONS}
 
 RUN_DEFAULTS = {"dataset": "ring", "loss": "nonsaturating", "seed": 0, "dtype": "float64", "train_size": 100_000,
-                "penalty": "none", "instance_noise": 0.0, "instance_noise_anneal": 0,
+                "penalty": "none", "instance_noise": 0.0, "instance_noise_anneal": 0, "conditional": False,
                 "log_every": 10, "sample_every": 500, "checkpoint_every": 1000, "compile": False, "amp": False}
 
 
@@ -205,6 +207,14 @@ def resolve(given: dict) -> dict:
             raise ConfigError("--penalty-weight is set but there is no --penalty")
     elif opts["penalty_weight"] is None:
         opts["penalty_weight"] = recipes.PENALTY_WEIGHTS[opts["penalty"]]
+    if opts["conditional"]:
+        from .datasets import NUM_CLASSES
+        if opts["dataset"] not in NUM_CLASSES:
+            raise ConfigError(f"--conditional needs a dataset with classes ({', '.join(NUM_CLASSES)}); "
+                              f"{opts['dataset']} has none")
+        if opts["penalty"] != "none":
+            raise ConfigError("--conditional with a --penalty is not implemented yet: the penalty's input gradient "
+                              "would have to leave out the label inputs")
     if opts["instance_noise_anneal"] and not opts["instance_noise"]:
         raise ConfigError("--instance-noise-anneal is set but --instance-noise is 0")
     if opts["dataset"] == "mnist" and opts["data_dir"] is None:
@@ -228,6 +238,13 @@ def train_config(opts: dict, data_size: int) -> TrainConfig:
         batch_size=opts["batch_size"], d_optimizer=optimizer_spec(opts, "d"), g_optimizer=optimizer_spec(opts, "g"),
         d_steps=opts["d_steps"], g_steps=opts["g_steps"])
     penalty = None if opts["penalty"] == "none" else PenaltySpec(opts["penalty"], opts["penalty_weight"])
+    if opts["conditional"]:  # both networks read K more inputs: the one-hot class
+        from .datasets import NUM_CLASSES
+        k, spec = NUM_CLASSES[opts["dataset"]], config.spec
+        widen = lambda net: dataclasses.replace(net, in_size=net.in_size + k)  # noqa: E731
+        spec = dataclasses.replace(spec, generator=widen(spec.generator), discriminator=widen(spec.discriminator),
+                                   num_classes=k)
+        config = dataclasses.replace(config, spec=spec)
     return dataclasses.replace(config, clip_value=opts["clip"] if opts["clip"] > 0 else None, penalty=penalty,
                                instance_noise=opts["instance_noise"],
                                instance_noise_anneal=opts["instance_noise_anneal"])

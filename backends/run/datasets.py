@@ -58,26 +58,44 @@ def fingerprint(data: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(data, dtype=np.float64).tobytes()).hexdigest()
 
 
+NUM_CLASSES = {"ring": 8, "grid": 25, "digits": 10, "mnist": 10}
+"""The datasets with class labels (a conditional GAN's): the mixture component, or the digit."""
+
+
 def load(name: str, *, seed: int = 0, train_size: int = 100_000, data_dir: str | Path | None = None):
     """(data (N, dim) float64, DataInfo) for a dataset name."""
+    data, _, info = load_labelled(name, seed=seed, train_size=train_size, data_dir=data_dir)
+    return data, info
+
+
+def load_labelled(name: str, *, seed: int = 0, train_size: int = 100_000, data_dir: str | Path | None = None):
+    """(data (N, dim) float64, labels (N,) int64 or None, DataInfo): the same data as `load`, with every row's
+    class for the datasets that have classes (NUM_CLASSES)."""
+    labels = None
     if name in toy_data.DATASETS:
-        data = toy_data.get_dataset(name).sample(train_size, np.random.default_rng([seed, SEED_STREAM]))
+        toy, rng = toy_data.get_dataset(name), np.random.default_rng([seed, SEED_STREAM])
+        if toy.modes is not None:
+            data, labels = toy.sample_labelled(train_size, rng)  # the same draws as sample()
+        else:
+            data = toy.sample(train_size, rng)
     elif name == "digits":
-        data = load_digits()
+        data, labels = load_digits(with_labels=True)
     elif name == "mnist":
         if data_dir is None:
             raise DataError("the mnist dataset needs a data folder (--data-dir)")
-        data = load_mnist_images(data_dir)
+        data, labels = load_mnist_images(data_dir, with_labels=True)
     else:
         raise DataError(f"unknown dataset {name!r}; choose one of {', '.join([*toy_data.DATASETS, 'digits', 'mnist'])}")
-    return data, DataInfo(name, data.shape[1], len(data), fingerprint(data), IMAGE_SHAPES.get(name))
+    labels = None if labels is None else np.asarray(labels, dtype=np.int64)
+    return data, labels, DataInfo(name, data.shape[1], len(data), fingerprint(data), IMAGE_SHAPES.get(name))
 
 
-def load_digits() -> np.ndarray:
+def load_digits(with_labels: bool = False):
     from sklearn.datasets import load_digits as sklearn_digits  # ships its data: nothing is downloaded
 
-    pixels = sklearn_digits().data  # (1797, 64), integers 0..16 as float64
-    return pixels / 8.0 - 1.0
+    bunch = sklearn_digits()
+    pixels = bunch.data / 8.0 - 1.0  # (1797, 64), integers 0..16 scaled to [-1, 1]
+    return (pixels, bunch.target) if with_labels else pixels
 
 
 # ----- MNIST IDX files -----
@@ -133,8 +151,9 @@ def parse_idx(raw: bytes, path: Path, magic: int, ndim: int) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
 
 
-def load_mnist_images(data_dir: str | Path) -> np.ndarray:
-    """MNIST's 60,000 training images as (60000, 784) float64 in [-1, 1], checked against the label file."""
+def load_mnist_images(data_dir: str | Path, with_labels: bool = False):
+    """MNIST's 60,000 training images as (60000, 784) float64 in [-1, 1], checked against the label file
+    (and, with_labels, the labels (60000,) too)."""
     folder = Path(data_dir)
     if not folder.is_dir():
         raise DataError(f"MNIST data folder {folder} does not exist")
@@ -150,4 +169,5 @@ def load_mnist_images(data_dir: str | Path) -> np.ndarray:
         raise DataError(f"{labels_path} has {len(labels)} labels but {images_path} has {len(images)} images")
     if labels.max() > 9:
         raise DataError(f"{labels_path}: labels must be digits 0..9, found {labels.max()}")
-    return images.reshape(len(images), 784).astype(np.float64) / 127.5 - 1.0
+    pixels = images.reshape(len(images), 784).astype(np.float64) / 127.5 - 1.0
+    return (pixels, labels.astype(np.int64)) if with_labels else pixels

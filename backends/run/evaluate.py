@@ -31,9 +31,20 @@ EVAL_SAMPLES = 2500
 PROJECTIONS = 64
 
 
-def generate(backend, z: np.ndarray, batch: int = 8192) -> np.ndarray:
-    """G(z) in batches, as float64."""
-    out = [np.asarray(backend.generate(z[i:i + batch]), dtype=np.float64) for i in range(0, len(z), batch)]
+def cycled_labels(n: int, num_classes: int) -> np.ndarray:
+    """0, 1, ..., K-1, 0, 1, ...: every class equally often (the labels a conditional G is asked for)."""
+    return np.arange(n, dtype=np.int64) % num_classes
+
+
+def generate(backend, z: np.ndarray, batch: int = 8192, labels: np.ndarray | None = None) -> np.ndarray:
+    """G(z) in batches, as float64. A conditional G generates for `labels` (default: `cycled_labels`)."""
+    k = backend.config.spec.num_classes
+    if k and labels is None:
+        labels = cycled_labels(len(z), k)
+    out = []
+    for i in range(0, len(z), batch):
+        kw = {"labels": labels[i:i + batch]} if k else {}
+        out.append(np.asarray(backend.generate(z[i:i + batch], **kw), dtype=np.float64))
     return np.concatenate(out, axis=0)
 
 
@@ -51,8 +62,10 @@ def sliced_wasserstein(a: np.ndarray, b: np.ndarray, rng: np.random.Generator, n
     return float(np.mean(np.abs(np.sort(pa, axis=0) - np.sort(pb, axis=0))))
 
 
-def compare(samples: np.ndarray, data: np.ndarray, info: DataInfo, seed: int) -> dict:
-    """The figures above for generated `samples` (n, dim) against the training set `data`."""
+def compare(samples: np.ndarray, data: np.ndarray, info: DataInfo, seed: int, labels=None) -> dict:
+    """The figures above for generated `samples` (n, dim) against the training set `data`. For a conditional
+    GAN on a mixture, `labels` (n,) are the requested classes, and `on_requested_mode` is the share of
+    samples within 3 sigma of their requested mode."""
     n = len(samples)
     if not np.all(np.isfinite(samples)):
         return {"n": n, "finite": False}
@@ -68,12 +81,17 @@ def compare(samples: np.ndarray, data: np.ndarray, info: DataInfo, seed: int) ->
     toy = info.toy
     if toy is not None and toy.modes is not None:
         out["mode_metrics"] = metrics.mode_metrics(samples, toy.modes, toy.sigma).to_dict()
+        if labels is not None:
+            distance = np.linalg.norm(samples - toy.modes[labels], axis=1)  # (n,) to the requested mode
+            out["on_requested_mode"] = float(np.mean(distance < 3 * toy.sigma))
     return out
 
 
 def evaluate(backend, data: np.ndarray, info: DataInfo, seed: int, n: int = EVAL_SAMPLES) -> dict:
     z = np.random.default_rng([seed, Z_STREAM]).standard_normal((n, backend.config.spec.z_size))
-    return compare(generate(backend, z), data, info, seed)
+    k = backend.config.spec.num_classes
+    labels = cycled_labels(n, k) if k else None
+    return compare(generate(backend, z, labels=labels), data, info, seed, labels)
 
 
 def describe(result: dict) -> str:
@@ -84,6 +102,9 @@ def describe(result: dict) -> str:
     if "mode_metrics" in result:
         m = metrics.ModeMetrics(**result["mode_metrics"])
         lines.append(str(m))
+    if "on_requested_mode" in result:
+        lines.append(f"conditional: {100 * result['on_requested_mode']:.1f}% of the samples on the requested mode "
+                     f"(classes 0, 1, ... asked for in turn)")
     if "wasserstein1" in result:
         lines.append(f"1-D Wasserstein distance {result['wasserstein1']:.4f}; mean {result['mean']:.3f} "
                      f"(data {result['data_mean']:.3f}), std {result['std']:.3f} (data {result['data_std']:.3f})")

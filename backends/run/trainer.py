@@ -3,7 +3,8 @@
 Randomness: every random number of training is drawn here, on the host, from ONE numpy Generator,
 np.random.default_rng([seed, 2]) (the stream reference.train.train uses), round after round in the order
 of reference.train.draw_inputs: real-row indices (k, B), then z_d (k, B, z_size), then z_g (m, B, z_size),
-then, only when the config asks for them, the instance noise and WGAN-GP's interpolation weights.
+then, only when the config asks for them, the instance noise, WGAN-GP's interpolation weights and a
+conditional GAN's labels for the fake samples.
 The backend gets the training set once (`set_data`) and then chunks of rounds (`train_rounds`), so a run
 is a deterministic function of its options and seed whatever the chunk sizes, and the checkpoint, which
 stores the Generator's state after its round, resumes it bit for bit.
@@ -54,7 +55,8 @@ def draw_chunk(rng: np.random.Generator, config, n_data: int, n: int):
 
     Returns index (n, k, B) int64, z_d (n, k, B, z_size), z_g (n, m, B, z_size) float64, and a dict of the
     extra inputs the config asks for (train_rounds' keyword arguments): noise_real, noise_fake
-    (n, k, B, data_size), noise_g (n, m, B, data_size) and mix (n, k, B, 1); empty for a plain config.
+    (n, k, B, data_size), noise_g (n, m, B, data_size), mix (n, k, B, 1), and a conditional GAN's labels_fake
+    (n, k, B) and labels_g (n, m, B); empty for a plain config.
     """
     k, m, b, z, d = config.d_steps, config.g_steps, config.batch_size, config.spec.z_size, config.spec.data_size
     index = np.empty((n, k, b), dtype=np.int64)
@@ -66,6 +68,9 @@ def draw_chunk(rng: np.random.Generator, config, n_data: int, n: int):
                       noise_g=np.empty((n, m, b, d)))
     if config.needs_mix:
         extras["mix"] = np.empty((n, k, b, 1))
+    if config.needs_labels:
+        extras["labels_fake"] = np.empty((n, k, b), dtype=np.int64)
+        extras["labels_g"] = np.empty((n, m, b), dtype=np.int64)
     for r in range(n):
         index[r] = rng.integers(0, n_data, size=(k, b))
         z_d[r] = rng.standard_normal((k, b, z))
@@ -75,6 +80,9 @@ def draw_chunk(rng: np.random.Generator, config, n_data: int, n: int):
                 extras[name][r] = rng.standard_normal(extras[name].shape[1:])
         if "mix" in extras:
             extras["mix"][r] = rng.uniform(0.0, 1.0, size=(k, b, 1))
+        if "labels_fake" in extras:
+            extras["labels_fake"][r] = rng.integers(0, config.spec.num_classes, size=(k, b))
+            extras["labels_g"][r] = rng.integers(0, config.spec.num_classes, size=(m, b))
     return index, z_d, z_g, extras
 
 
@@ -116,8 +124,9 @@ class Trainer:
     """Runs a backend from its current step to a total number of rounds, writing the run folder."""
 
     def __init__(self, backend, data: np.ndarray, info: DataInfo, opts: dict, run_dir: Path,
-                 rng: np.random.Generator, *, backend_meta: dict, progress: bool = True):
+                 rng: np.random.Generator, *, backend_meta: dict, progress: bool = True, labels=None):
         self.backend, self.data, self.info, self.opts = backend, data, info, opts
+        self.labels = labels  # every row's class, for a conditional GAN
         self.run_dir, self.rng, self.backend_meta = Path(run_dir), rng, backend_meta
         self.rank0 = getattr(backend, "rank", 0) == 0
         self.progress = progress and self.rank0
@@ -186,7 +195,10 @@ class Trainer:
     def run(self, total: int) -> Outcome:
         backend, opts = self.backend, self.opts
         start = backend.step
-        backend.set_data(self.data)
+        if backend.config.needs_labels:
+            backend.set_data(self.data, self.labels)
+        else:
+            backend.set_data(self.data)
         outcome = Outcome(start)
         chunk, cap = 1, self._chunk_cap()
         bar = tqdm(total=total, initial=start, unit="round", disable=not self.progress, dynamic_ncols=True,
