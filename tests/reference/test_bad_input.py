@@ -117,7 +117,7 @@ def test_numpy_floats_are_hyperparameters():
 def test_gan_spec_shapes_must_fit():
     with pytest.raises(ValueError, match="the discriminator must output 1 value, not 2"):
         gan.GANSpec(mlp.MLPSpec(2, (), 3), mlp.MLPSpec(3, (), 2))
-    with pytest.raises(ValueError, match="generator makes samples of size 3 but the discriminator reads samples of size 2"):
+    with pytest.raises(ValueError, match="makes samples of size 3 but the discriminator reads samples of size 2"):
         gan.GANSpec(mlp.MLPSpec(2, (), 3), mlp.MLPSpec(2, (), 1))
 
 
