@@ -35,8 +35,8 @@ from collections import OrderedDict
 
 import numpy as np
 
-from backends.interface import ALL_FEATURES, Backend
-from reference import optim
+from backends.interface import ALL_FEATURES, CONDITIONAL, Backend
+from reference import gan, optim
 from reference.mlp import MLPSpec, check_input
 from reference.train import StepInputs, StepMetrics, TrainConfig
 
@@ -193,8 +193,9 @@ class _Pass:
                     g[self.split:].sum(axis=0, out=self.bias_scratch[i])
                     net.db[i] += self.bias_scratch[i]
             target = self.grads[i - 1] if i > 0 else grad_input
-            if target is not None:
-                xp.matmul(g, net.W[i].T, out=target)  # (B, n_out) @ (n_out, n_in)
+            if target is not None:  # (B, n_out) @ (n_out, n_in); into a narrower grad_input: its first columns only
+                w = net.W[i] if i > 0 else net.W[0][:target.shape[1]]  # (a conditional D's label rows are left out)
+                xp.matmul(g, w.T, out=target)
 
 
 class _Optimizer:
@@ -357,17 +358,24 @@ class _DWork:
     """D step on n_real real rows and n_fake fake rows, stacked as one batch [real; G(z)] (+ noise).
 
     With WGAN-GP a third block of n_real rows holds the interpolated samples t real + (1 - t) fake; they go
-    through D with the other two, with loss coefficient 0, and only the penalty reads them."""
+    through D with the other two, with loss coefficient 0, and only the penalty reads them.
+
+    A conditional D's input has num_classes more columns, the one-hot labels: `real_rows` (data and labels) is
+    filled whole by a gather from the labelled data set; `fake_labels` is copied from G's input's label columns.
+    G then has its own (contiguous) output buffer, copied into the fake rows' data columns."""
 
     def __init__(self, backend: CupyBackend, n_real: int, n_fake: int):
         xp, dt, spec, penalty = backend.xp, backend.np_dtype, backend.config.spec, backend.config.penalty
         self.n_real, self.n_fake = n_real, n_fake
         n_hat = n_real if penalty is not None and penalty.kind == "wgan-gp" else 0
-        rows = n_real + n_fake + n_hat
-        self.d_in = xp.empty((rows, spec.data_size), dtype=dt)
-        self.real, self.fake = self.d_in[:n_real], self.d_in[n_real:n_real + n_fake]
-        self.hat = self.d_in[n_real + n_fake:] if n_hat else None
-        self.g_pass = _Pass(backend.G, n_fake, dt, out=self.fake)  # G writes the fake rows
+        rows, size = n_real + n_fake + n_hat, spec.data_size
+        self.d_in = xp.empty((rows, size + spec.num_classes), dtype=dt)
+        self.real_rows = self.d_in[:n_real]  # what fill_real writes: data (and labels)
+        self.real, self.fake = self.d_in[:n_real, :size], self.d_in[n_real:n_real + n_fake, :size]
+        self.fake_labels = self.d_in[n_real:n_real + n_fake, size:] if spec.num_classes else None
+        self.hat = self.d_in[n_real + n_fake:, :size] if n_hat else None
+        # G writes the fake rows directly; conditional: into its own buffer, then one copy (the rows are strided)
+        self.g_pass = _Pass(backend.G, n_fake, dt, out=None if spec.num_classes else self.fake)
         self.d_pass = _Pass(backend.D, rows, dt, split=n_real)
         self.term = xp.empty((rows, 1), dtype=dt)
         self.consts = backend.loss_constants(*_d_loss_signs(n_real, n_fake, n_hat))
@@ -385,14 +393,19 @@ class _GWork:
         self.g_pass = _Pass(backend.G, n, dt)
         self.d_pass = _Pass(backend.D, n, dt)
         self.term = xp.empty((n, 1), dtype=dt)
-        self.consts = backend.loss_constants(*_g_loss_signs(backend.config.spec.loss, n))
-        self.d_in, self._shape, self._xp, self._dtype = None, (n, backend.config.spec.data_size), xp, dt
+        spec = backend.config.spec
+        self.consts = backend.loss_constants(*_g_loss_signs(spec.loss, n))
+        self.d_in, self._shape, self._xp, self._dtype = None, (n, spec.data_size + spec.num_classes), xp, dt
+        self.size = spec.data_size
+        if spec.num_classes:  # D reads [G(z) (+ noise), onehot]: always a buffer of its own
+            self.noisy_input()
 
     def noisy_input(self):
-        """D's input G(z) + noise (allocated on first use: G's own output must stay G(z) for its backward)."""
+        """D's input G(z) + noise (allocated on first use: G's own output must stay G(z) for its backward).
+        Conditional: its first data_size columns; the label columns follow."""
         if self.d_in is None:
             self.d_in = self._xp.empty(self._shape, dtype=self._dtype)
-        return self.d_in
+        return self.d_in[:, :self.size]
 
 
 def _to_host(a) -> np.ndarray:
@@ -403,7 +416,7 @@ class CupyBackend(Backend):
     """The GAN on CuPy arrays (GPU), or on NumPy arrays through the same code (CPU). float32 by default."""
 
     name = "cupy"
-    features = ALL_FEATURES
+    features = ALL_FEATURES | {CONDITIONAL}
 
     def __init__(self, config: TrainConfig, *, dtype: str = "float32", device: str | None = None):
         super().__init__(config, dtype=dtype, device=device)
@@ -463,9 +476,13 @@ class CupyBackend(Backend):
     def _d_pass(self, work: _DWork, z, sigma=1.0, noise_real=None, noise_fake=None, mix=None):
         """D's loss (0-d, penalty included), the penalty (0-d, or None) and the gradient in self.D.grads.
 
-        G's parameters are only read. sigma * noise_real / noise_fake are added to what D sees; mix: WGAN-GP's t."""
+        G's parameters are only read. sigma * noise_real / noise_fake are added to what D sees; mix: WGAN-GP's t.
+        z is G's whole input: conditional, [z, onehot(fake labels)], whose label columns D's fake rows get too."""
         k = self.kernels
-        work.g_pass.forward(self.G, k, z)  # fills work.fake
+        x_fake = work.g_pass.forward(self.G, k, z)  # fills work.fake (unconditional)
+        if work.fake_labels is not None:
+            work.fake[...] = x_fake
+            work.fake_labels[...] = z[:, self.config.spec.z_size:]
         if noise_real is not None:
             k.add_noise(work.real, noise_real, sigma)
         if noise_fake is not None:
@@ -483,11 +500,19 @@ class CupyBackend(Backend):
         return loss + penalty, penalty
 
     def _g_pass(self, work: _GWork, z, sigma=1.0, noise=None):
-        """G's loss (0-d) and its gradient in self.G.grads; D's parameter gradients are not computed."""
+        """G's loss (0-d) and its gradient in self.G.grads; D's parameter gradients are not computed.
+
+        z is G's whole input (conditional: [z, onehot(labels)]); D reads [G(z) (+ noise), the same onehot], and only
+        the data columns of D's input gradient go back into G (the label columns are constants)."""
         x_fake = work.g_pass.forward(self.G, self.kernels, z)
         if noise is not None:  # D sees G(z) + sigma noise; dL/d(G(z) + noise) = dL/dG(z)
             self.kernels.noisy(work.noisy_input(), x_fake, noise, sigma)
             x_fake = work.d_in
+        elif self.config.spec.num_classes:
+            work.noisy_input()[...] = x_fake
+            x_fake = work.d_in
+        if self.config.spec.num_classes:
+            work.d_in[:, work.size:] = z[:, self.config.spec.z_size:]
         logits = work.d_pass.forward(self.D, self.kernels, x_fake)
         loss = self._loss(logits, work.consts, work.term, work.d_pass.grads[-1])
         work.d_pass.backward(self.D, self.kernels, param_grads=False, grad_input=work.g_pass.grads[-1])
@@ -508,7 +533,8 @@ class CupyBackend(Backend):
         return loss
 
     def _rounds(self, n: int, n_real: int, fill_real, z_d, z_g, extras: dict) -> list[StepMetrics]:
-        """n rounds; fill_real(r, i, out) writes round r's i-th real batch. Metrics stay on the device.
+        """n rounds; fill_real(r, i, out) writes round r's i-th real batch (conditional: with its one-hot labels).
+        z_d, z_g: G's inputs (conditional: [z, onehot(labels_fake / labels_g)]). Metrics stay on the device.
 
         extras: the device arrays of _EXTRAS the config uses, each with a leading round axis; instance noise
         is N(0, 1) there and scaled here by sigma = config.noise_scale(completed rounds), a host number."""
@@ -520,7 +546,7 @@ class CupyBackend(Backend):
             sigma = cfg.noise_scale(self._step)
             for i in range(cfg.d_steps):
                 d_work = self._d_work(n_real, z_d.shape[2])
-                fill_real(r, i, d_work.real)
+                fill_real(r, i, d_work.real_rows)
                 d_loss, d_penalty = self._d_update(d_work, z_d[r, i], sigma, pick(noise_real, r, i),
                                                    pick(noise_fake, r, i), pick(mix, r, i))
             logits = d_work.d_pass.acts[-1]
@@ -576,17 +602,43 @@ class CupyBackend(Backend):
     def _upload(self, x):
         return self.xp.asarray(x, dtype=self.np_dtype)
 
-    @_on_device
-    def generate(self, z):
-        self._require_state()
-        check_input(z, self.config.spec.z_size, "z")
-        return _to_host(_Pass(self.G, len(z), self.np_dtype).forward(self.G, self.kernels, self._upload(z)))
+    def _device_labels(self, labels, rows: int, what: str):
+        """A conditional GAN's labels checked ((rows,) ints in range) and uploaded as int64; None otherwise."""
+        if not self.config.spec.num_classes:
+            if labels is not None:
+                raise ValueError(f"{what}: labels were given to an unconditional GAN (num_classes = 0)")
+            return None
+        if labels is None:
+            raise ValueError(f"{what}: a conditional GAN (num_classes = {self.config.spec.num_classes}) needs class "
+                             f"labels")
+        gan.check_labels(labels, rows, self.config.spec.num_classes, what)
+        return self.xp.asarray(labels, dtype=np.int64)
+
+    def _with_labels(self, x, labels):
+        """[x, onehot(labels)] on the device, (..., n) and (...) ints -> (..., n + num_classes); x if labels is None.
+
+        Built once per call (a chunk, a step's inputs): the one-hot columns are a comparison with 0 .. K-1."""
+        if labels is None:
+            return x
+        xp, n = self.xp, x.shape[-1]
+        out = xp.empty((*x.shape[:-1], n + self.config.spec.num_classes), dtype=self.np_dtype)
+        out[..., :n] = x
+        out[..., n:] = labels[..., None] == xp.arange(self.config.spec.num_classes)
+        return out
 
     @_on_device
-    def discriminate(self, x):
+    def generate(self, z, labels=None):
+        self._require_state()
+        check_input(z, self.config.spec.z_size, "z")
+        g_in = self._with_labels(self._upload(z), self._device_labels(labels, len(z), "generate"))
+        return _to_host(_Pass(self.G, len(z), self.np_dtype).forward(self.G, self.kernels, g_in))
+
+    @_on_device
+    def discriminate(self, x, labels=None):
         self._require_state()
         check_input(x, self.config.spec.data_size, "x")
-        return _to_host(_Pass(self.D, len(x), self.np_dtype).forward(self.D, self.kernels, self._upload(x)))
+        d_in = self._with_labels(self._upload(x), self._device_labels(labels, len(x), "discriminate"))
+        return _to_host(_Pass(self.D, len(x), self.np_dtype).forward(self.D, self.kernels, d_in))
 
     @staticmethod
     def _check_outputs(out, what: str):
@@ -629,12 +681,14 @@ class CupyBackend(Backend):
         return self._upload(x)
 
     @_on_device
-    def d_grads(self, x_real, z, *, real_noise=None, fake_noise=None, mix=None):
+    def d_grads(self, x_real, z, *, real_noise=None, fake_noise=None, mix=None, real_labels=None, fake_labels=None):
         self._require_state()
         size = self.config.spec.data_size
         check_input(x_real, size, "x_real")
         check_input(z, self.config.spec.z_size, "z")
         n_real, n_fake = len(x_real), len(z)
+        real_labels = self._device_labels(real_labels, n_real, "real_labels")
+        fake_labels = self._device_labels(fake_labels, n_fake, "fake_labels")
         real_noise = self._optional(real_noise, n_real, size, "real_noise")  # already scaled: sigma = 1
         fake_noise = self._optional(fake_noise, n_fake, size, "fake_noise")
         if self.config.needs_mix:
@@ -647,16 +701,18 @@ class CupyBackend(Backend):
         else:
             mix = None  # only WGAN-GP reads it
         work = self._d_work(n_real, n_fake)
-        work.real[...] = self._upload(x_real)
-        loss, _ = self._d_pass(work, self._upload(z), 1.0, real_noise, fake_noise, mix)
+        work.real_rows[...] = self._with_labels(self._upload(x_real), real_labels)
+        g_in = self._with_labels(self._upload(z), fake_labels)
+        loss, _ = self._d_pass(work, g_in, 1.0, real_noise, fake_noise, mix)
         return float(loss), self.D.to_host(self.D.grads)
 
     @_on_device
-    def g_grads(self, z, *, fake_noise=None):
+    def g_grads(self, z, *, fake_noise=None, labels=None):
         self._require_state()
         check_input(z, self.config.spec.z_size, "z")
         noise = self._optional(fake_noise, len(z), self.config.spec.data_size, "fake_noise")
-        loss = self._g_pass(self._g_work(len(z)), self._upload(z), 1.0, noise)
+        g_in = self._with_labels(self._upload(z), self._device_labels(labels, len(z), "labels"))
+        loss = self._g_pass(self._g_work(len(z)), g_in, 1.0, noise)
         return float(loss), self.G.to_host(self.G.grads)
 
     # ----- training -----
@@ -667,21 +723,27 @@ class CupyBackend(Backend):
         if not isinstance(inputs, StepInputs):
             raise TypeError(f"train_step takes a StepInputs, got {type(inputs).__name__}")
         inputs.check(self.config)
-        real = self._upload(inputs.real)  # (k, B, data_size): one transfer per array
+        labels = {name: None if not self.config.needs_labels else self.xp.asarray(getattr(inputs, name), np.int64)
+                  for name in ("labels_real", "labels_fake", "labels_g")}
+        # (k, B, data_size [+ num_classes]): one transfer per array, the one-hot columns written on the device
+        real = self._with_labels(self._upload(inputs.real), labels["labels_real"])
         extras = {name: self._upload(getattr(inputs, name))[None] for name in self._extras_used()}
 
         def fill_real(r, i, out):
             out[...] = real[i]
 
-        return self._rounds(1, real.shape[1], fill_real, self._upload(inputs.z_d)[None],
-                            self._upload(inputs.z_g)[None], extras)[0]
+        z_d = self._with_labels(self._upload(inputs.z_d), labels["labels_fake"])
+        z_g = self._with_labels(self._upload(inputs.z_g), labels["labels_g"])
+        return self._rounds(1, real.shape[1], fill_real, z_d[None], z_g[None], extras)[0]
 
     def _extras_used(self) -> list[str]:
         """The names in _EXTRAS this config reads (StepInputs may carry others; they are ignored)."""
         return [name for name in _EXTRAS if (self.config.needs_mix if name == "mix" else self.config.needs_noise)]
 
     @_on_device
-    def set_data(self, data):
+    def set_data(self, data, labels=None):
+        """Put the training set on the device; a conditional GAN's as [data, onehot(labels)] (N, data + classes),
+        so that one gather fills a real batch's rows of D's input, labels included."""
         if not isinstance(data, np.ndarray) or not np.issubdtype(data.dtype, np.floating):
             raise TypeError("data must be a floating-point numpy array")
         size = self.config.spec.data_size
@@ -689,7 +751,10 @@ class CupyBackend(Backend):
             raise ValueError(f"data must have shape (N > 0, {size}), got {data.shape}")
         if not np.all(np.isfinite(data)):
             raise ValueError("data contains NaN or Inf")
-        self._data = self._upload(data)
+        labels = self.check_data_labels(labels, len(data))
+        device_labels = None if labels is None else self.xp.asarray(labels, dtype=np.int64)
+        self._data = self._with_labels(self._upload(data), device_labels)
+        self._labels = labels
 
     @_on_device
     def train_rounds(self, index, z_d, z_g, **extras):
@@ -699,11 +764,16 @@ class CupyBackend(Backend):
         n = self.check_chunk(index, z_d, z_g, len(self._data), **extras)
         if n == 0:
             return []
-        index_dev = self.xp.asarray(index, dtype=np.int64)  # the chunk's draws: one transfer each
+        xp = self.xp
+        index_dev = xp.asarray(index, dtype=np.int64)  # the chunk's draws: one transfer each
+        labels = {name: extras.pop(name, None) for name in ("labels_fake", "labels_g")}
+        labels = {name: None if v is None else xp.asarray(v, dtype=np.int64) for name, v in labels.items()}
         extras_dev = {name: self._upload(array) for name, array in extras.items()}
-        data = self._data
+        data = self._data  # conditional: with the one-hot labels, so the gather fills them too
 
         def fill_real(r, i, out):
-            self.xp.take(data, index_dev[r, i], axis=0, out=out)
+            xp.take(data, index_dev[r, i], axis=0, out=out)
 
-        return self._rounds(n, index.shape[2], fill_real, self._upload(z_d), self._upload(z_g), extras_dev)
+        z_d = self._with_labels(self._upload(z_d), labels["labels_fake"])  # G's inputs for the whole chunk
+        z_g = self._with_labels(self._upload(z_g), labels["labels_g"])
+        return self._rounds(n, index.shape[2], fill_real, z_d, z_g, extras_dev)
