@@ -20,6 +20,11 @@ Remedies for failure to converge (reference/gan.py, reference/penalty.py):
                       through that backward pass (double backprop). The penalty runs eagerly even with
                       compile=True: AOTAutograd's compiled backward cannot itself be differentiated.
 
+Conditional GANs (spec.num_classes = K > 0, reference/gan.py): a class label y is appended to G's and D's inputs
+as a one-hot row of the backend's dtype (a lookup in a K x K identity matrix kept on the device): G reads
+[z, onehot(y)], D reads [x (+ noise), onehot(y)]. The label columns are constants, so in the G step only the
+first data_size columns of D's input gradient reach G, as autograd does by itself through torch.cat.
+
 `train_rounds` runs a whole chunk of rounds on the device: the chunk's row indices and noise go over in a
 single host-to-device copy, the real batches are gathered from the device-resident dataset, and every
 round's metrics stay on the device until one copy back at the end of the chunk.
@@ -32,10 +37,10 @@ import contextlib
 import numpy as np
 import torch
 
-from reference import mlp
+from reference import gan, mlp
 from reference.train import StepInputs, StepMetrics, TrainConfig
 
-from ..interface import ALL_FEATURES, Backend
+from ..interface import ALL_FEATURES, CONDITIONAL, Backend
 from . import convert, ddp, nets
 
 # Columns of a round's metrics vector. The first six are batch means (averaged over DDP ranks: every penalty is
@@ -44,6 +49,7 @@ from . import convert, ddp, nets
 _METRICS = ("d_loss", "g_loss", "d_acc_real", "d_acc_fake", "critic_gap", "d_penalty", "d_grad_norm", "g_grad_norm")
 _N_MEANS = 6
 _EXTRAS = ("noise_real", "noise_fake", "noise_g", "mix")  # train_rounds' optional inputs, in upload order
+_LABELS = ("labels_fake", "labels_g")  # a conditional GAN's train_rounds inputs (the real batches' come with set_data)
 
 
 def resolve_device(device) -> torch.device:
@@ -98,7 +104,7 @@ class TorchBackend(Backend):
     """
 
     name = "torch"
-    features = ALL_FEATURES
+    features = ALL_FEATURES | {CONDITIONAL}
 
     def __init__(self, config: TrainConfig, *, dtype: str = "float64", device: str | None = None,
                  compile: bool = False, amp: bool = False, foreach: bool | None = None,
@@ -151,6 +157,9 @@ class TorchBackend(Backend):
         self._step = 0
         self._opt_steps = {"D": 0, "G": 0}
         self._data_t = None
+        self._data_onehot_t = None  # a conditional GAN's one-hot labels of the rows given to set_data (N, K)
+        k = config.spec.num_classes
+        self._eye = torch.eye(k, dtype=self._dtype, device=self._device) if k else None  # one-hot lookup table
 
     # ----- helpers -----
 
@@ -168,6 +177,19 @@ class TorchBackend(Backend):
     def _out(self, t: torch.Tensor) -> np.ndarray:
         """A result tensor as a NumPy array of the backend's dtype (a copy)."""
         return t.detach().to(device="cpu", dtype=self._dtype, copy=True).numpy()
+
+    def _one_hot(self, labels, batch: int, what: str) -> torch.Tensor | None:
+        """Labels (batch,) ints as one-hot rows (batch, K) of the backend's dtype on its device, checked as the
+        reference checks them (gan.with_labels); None for an unconditional GAN (which refuses labels)."""
+        k = self.config.spec.num_classes
+        if k == 0:
+            if labels is not None:
+                raise ValueError(f"{what}: labels were given to an unconditional GAN (num_classes = 0)")
+            return None
+        if labels is None:
+            raise ValueError(f"{what}: a conditional GAN (num_classes = {k}) needs class labels")
+        gan.check_labels(labels, batch, k, what)
+        return self._eye[torch.as_tensor(labels, device=self._device, dtype=torch.int64)]
 
     def close(self) -> None:
         """Leave the process group if this backend joined it (under torchrun); a no-op otherwise."""
@@ -210,17 +232,19 @@ class TorchBackend(Backend):
 
     # ----- forward passes -----
 
-    def generate(self, z):
+    def generate(self, z, labels=None):
         self._require_state()
         mlp.check_input(z, self.config.spec.z_size, "z")
+        one_hot = self._one_hot(labels, len(z), "generate")
         with torch.no_grad(), self._autocast():
-            return self._out(self.G(self._tensor(z)))
+            return self._out(self.G(_join(self._tensor(z), one_hot)))
 
-    def discriminate(self, x):
+    def discriminate(self, x, labels=None):
         self._require_state()
         mlp.check_input(x, self.config.spec.data_size, "x")
+        one_hot = self._one_hot(labels, len(x), "discriminate")
         with torch.no_grad(), self._autocast():
-            return self._out(self.D(self._tensor(x)))
+            return self._out(self.D(_join(self._tensor(x), one_hot)))
 
     # ----- losses on D's outputs -----
 
@@ -252,7 +276,7 @@ class TorchBackend(Backend):
                              f"{array.dtype} {array.shape}")
         return self._tensor(array)
 
-    def d_grads(self, x_real, z, *, real_noise=None, fake_noise=None, mix=None):
+    def d_grads(self, x_real, z, *, real_noise=None, fake_noise=None, mix=None, real_labels=None, fake_labels=None):
         self._require_state()
         spec = self.config.spec
         mlp.check_input(x_real, spec.data_size, "x_real")
@@ -260,28 +284,35 @@ class TorchBackend(Backend):
         real_noise = self._optional(real_noise, "real_noise", np.shape(x_real))
         fake_noise = self._optional(fake_noise, "fake_noise", (len(z), spec.data_size))
         mix = self._optional(mix, "mix", (len(x_real), 1))
-        loss, _, _, _ = self._d_loss(self.D, self._tensor(x_real), self._tensor(z), real_noise, fake_noise, mix)
+        real_onehot = self._one_hot(real_labels, len(x_real), "real_labels")
+        fake_onehot = self._one_hot(fake_labels, len(z), "fake_labels")
+        loss, _, _, _ = self._d_loss(self.D, self._tensor(x_real), self._tensor(z), real_noise, fake_noise, mix,
+                                     real_onehot, fake_onehot)
         grads = torch.autograd.grad(loss, [convert.parameter(self._nets, n) for n in self._names["D"]])
         return float(loss.detach()), {n: convert.to_numpy(n, g) for n, g in zip(self._names["D"], grads, strict=True)}
 
-    def g_grads(self, z, *, fake_noise=None):
+    def g_grads(self, z, *, fake_noise=None, labels=None):
         self._require_state()
         mlp.check_input(z, self.config.spec.z_size, "z")
         fake_noise = self._optional(fake_noise, "fake_noise", (len(z), self.config.spec.data_size))
+        one_hot = self._one_hot(labels, len(z), "labels")
         with frozen(self.D):
             loss, _ = self._g_objective(self.G, self.D, self._tensor(z), fake_noise, self._loss, self._dtype,
-                                        self.amp)
+                                        self.amp, one_hot)
             grads = torch.autograd.grad(loss, [convert.parameter(self._nets, n) for n in self._names["G"]])
         return float(loss.detach()), {n: convert.to_numpy(n, g) for n, g in zip(self._names["G"], grads, strict=True)}
 
-    def _d_loss(self, D, real, z, real_noise, fake_noise, mix):
+    def _d_loss(self, D, real, z, real_noise, fake_noise, mix, real_onehot=None, fake_onehot=None):
         """D's whole loss (the objective plus the configured penalty) through the module D (bare or DDP).
+        real_onehot / fake_onehot: a conditional GAN's one-hot labels (B, K), else None.
         Returns (loss, real_out, fake_out, penalty), all but the loss detached; penalty is None without one."""
         loss, real_out, fake_out, real_seen, fake_seen = self._d_objective(
-            self.G, D, real, z, real_noise, fake_noise, self._loss, self._dtype, self.amp)
+            self.G, D, real, z, real_noise, fake_noise, self._loss, self._dtype, self.amp, real_onehot, fake_onehot)
         pen = self.config.penalty
         if pen is None:
             return loss, real_out, fake_out, None
+        if real_onehot is not None:  # TrainConfig refuses this combination; kept as a guard
+            raise ValueError("gradient penalties are not implemented for conditional GANs")
         if pen.kind == "wgan-gp":
             if mix is None:
                 raise ValueError("the wgan-gp penalty needs the interpolation weights `mix` (B, 1)")
@@ -294,12 +325,14 @@ class TorchBackend(Backend):
     # ----- training -----
 
     def _d_update(self, real: torch.Tensor, z: torch.Tensor, real_noise=None, fake_noise=None,
-                  mix=None) -> list[torch.Tensor]:
+                  mix=None, real_onehot=None, fake_onehot=None) -> list[torch.Tensor]:
         """One D update; returns [loss, acc_real, acc_fake, critic_gap, penalty, grad_norm] as 0-d device tensors.
-        real_noise / fake_noise: instance noise already scaled by sigma (or None); mix: WGAN-GP's weights."""
+        real_noise / fake_noise: instance noise already scaled by sigma (or None); mix: WGAN-GP's weights;
+        real_onehot / fake_onehot: a conditional GAN's one-hot labels (or None)."""
         opt = self._opts["D"]
         opt.zero_grad(set_to_none=True)
-        loss, real_out, fake_out, pen = self._d_loss(self._D_train, real, z, real_noise, fake_noise, mix)
+        loss, real_out, fake_out, pen = self._d_loss(self._D_train, real, z, real_noise, fake_noise, mix,
+                                                     real_onehot, fake_onehot)
         loss.backward()  # D's .grad only: G's output was computed without a graph
         grad_norm = torch.nn.utils.get_total_norm([p.grad for p in self.D.parameters()])
         opt.step()
@@ -315,12 +348,14 @@ class TorchBackend(Backend):
         pen = torch.zeros((), dtype=self._dtype, device=self._device) if pen is None else pen
         return [loss.detach(), acc_real, acc_fake, gap, pen, grad_norm]
 
-    def _g_update(self, z: torch.Tensor, fake_noise=None) -> list[torch.Tensor]:
-        """One G update with D frozen (D sees G(z) + fake_noise); returns [loss, grad_norm] as 0-d device tensors."""
+    def _g_update(self, z: torch.Tensor, fake_noise=None, one_hot=None) -> list[torch.Tensor]:
+        """One G update with D frozen (D sees G(z) + fake_noise, with the one-hot labels G generated for, if any);
+        returns [loss, grad_norm] as 0-d device tensors."""
         opt = self._opts["G"]
         opt.zero_grad(set_to_none=True)
         with frozen(self.D):
-            loss, _ = self._g_objective(self._G_train, self.D, z, fake_noise, self._loss, self._dtype, self.amp)
+            loss, _ = self._g_objective(self._G_train, self.D, z, fake_noise, self._loss, self._dtype, self.amp,
+                                        one_hot)
             loss.backward()  # through D (frozen: no .grad) into G
         grad_norm = torch.nn.utils.get_total_norm([p.grad for p in self.G.parameters()])
         opt.step()
@@ -329,19 +364,23 @@ class TorchBackend(Backend):
 
     def _round(self, real: torch.Tensor, z_d: torch.Tensor, z_g: torch.Tensor, extras: dict) -> torch.Tensor:
         """One round on device tensors real (k, b, data), z_d (k, b, z), z_g (m, b, z) and the config's extras
-        (noise_real, noise_fake (k, b, data), noise_g (m, b, data): N(0, 1); mix (k, b, 1)); no host sync.
+        (noise_real, noise_fake (k, b, data), noise_g (m, b, data): N(0, 1); mix (k, b, 1); a conditional GAN's
+        one-hot labels labels_real, labels_fake (k, b, K) and labels_g (m, b, K)); no host sync.
         Returns the round's metrics vector (columns _METRICS), on the device."""
         sigma = self.config.noise_scale(self._step)  # this round's instance noise scale
 
         def scaled(name, i):
             return sigma * extras[name][i] if self.config.needs_noise else None
 
-        mix = extras.get("mix")
+        def row(name, i):
+            return extras[name][i] if name in extras else None
+
         for i in range(self.config.d_steps):
             d_loss, acc_real, acc_fake, gap, pen, d_norm = self._d_update(
-                real[i], z_d[i], scaled("noise_real", i), scaled("noise_fake", i), None if mix is None else mix[i])
+                real[i], z_d[i], scaled("noise_real", i), scaled("noise_fake", i), row("mix", i),
+                row("labels_real", i), row("labels_fake", i))
         for i in range(self.config.g_steps):
-            g_loss, g_norm = self._g_update(z_g[i], scaled("noise_g", i))
+            g_loss, g_norm = self._g_update(z_g[i], scaled("noise_g", i), row("labels_g", i))
         self._step += 1
         return torch.stack([d_loss, g_loss, acc_real, acc_fake, gap, pen, d_norm.to(self._dtype),
                             g_norm.to(self._dtype)])
@@ -372,11 +411,15 @@ class TorchBackend(Backend):
         z_g = ddp.shard(inputs.z_g, self._dist, 1, "StepInputs.z_g")
         extras = {name: self._tensor(ddp.shard(getattr(inputs, name), self._dist, 1, f"StepInputs.{name}"))
                   for name in self._extra_names()}
+        if self.config.needs_labels:  # checked by inputs.check: (k or m, B) ints in [0, K); one-hot on the device
+            for name in ("labels_real", *_LABELS):
+                labels = ddp.shard(getattr(inputs, name), self._dist, 1, f"StepInputs.{name}")
+                extras[name] = self._eye[torch.as_tensor(np.asarray(labels, dtype=np.int64), device=self._device)]
         first = self._step
         row = self._round(self._tensor(real), self._tensor(z_d), self._tensor(z_g), extras)
         return self._metrics(row[None], first)[0]
 
-    def set_data(self, data: np.ndarray) -> None:
+    def set_data(self, data: np.ndarray, labels: np.ndarray | None = None) -> None:
         if not isinstance(data, np.ndarray) or data.ndim != 2 or data.shape[1] != self.config.spec.data_size \
                 or len(data) == 0:
             raise ValueError(f"data must be a numpy array of shape (N > 0, {self.config.spec.data_size}), got "
@@ -385,7 +428,11 @@ class TorchBackend(Backend):
             raise TypeError(f"data must be a floating-point array, got dtype {data.dtype}")
         if not np.all(np.isfinite(data)):
             raise ValueError("data contains NaN or Inf")
+        labels = self.check_data_labels(labels, len(data))  # everything is checked before anything changes
+        self._labels = labels
         self._data_t = self._tensor(data)
+        self._data_onehot_t = None if labels is None else \
+            self._eye[torch.as_tensor(np.asarray(labels, dtype=np.int64), device=self._device)]
 
     def _extra_names(self) -> list[str]:
         """The optional inputs this config uses, in _EXTRAS order."""
@@ -395,21 +442,26 @@ class TorchBackend(Backend):
         return [name for name in _EXTRAS if name in wanted]
 
     def _upload(self, index: np.ndarray, *arrays: np.ndarray) -> list[torch.Tensor]:
-        """index and the float arrays (z_d, z_g, the extras) in ONE host-to-device copy: their bytes packed in
-        one buffer, viewed back on the device as int64 indices and arrays of the backend's dtype."""
+        """index and the other arrays (z_d, z_g, the extras) in ONE host-to-device copy: their bytes packed in
+        one buffer, viewed back on the device as int64 (index and every integer array, e.g. labels) and as the
+        backend's dtype (every floating-point array). Returned in the order given."""
         np_dtype = np.dtype(self.dtype)
-        parts = [np.ascontiguousarray(index, dtype=np.int64)]
-        parts += [np.ascontiguousarray(a, dtype=np_dtype) for a in arrays]
-        packed = np.concatenate([p.reshape(-1).view(np.uint8) for p in parts])
+        given = [index, *arrays]
+        is_int = [i == 0 or np.issubdtype(np.asarray(a).dtype, np.integer) for i, a in enumerate(given)]
+        parts = [np.ascontiguousarray(a, dtype=np.int64 if whole else np_dtype) for a, whole in zip(given, is_int,
+                                                                                                     strict=True)]
+        order = [i for i in range(len(parts)) if is_int[i]] + [i for i in range(len(parts)) if not is_int[i]]
+        packed = np.concatenate([parts[i].reshape(-1).view(np.uint8) for i in order])
         host = torch.from_numpy(packed)
         if self._device.type == "cuda":
             host = host.pin_memory()
         device_bytes = host.to(self._device, non_blocking=True)
-        out, offset = [], 0
-        for i, part in enumerate(parts):
-            dtype = torch.int64 if i == 0 else self._dtype
-            out.append(device_bytes[offset:offset + part.nbytes].view(dtype).view(part.shape))
-            offset += part.nbytes  # int64 first, then 8- or 4-byte floats: every view stays aligned
+        out, offset = [None] * len(parts), 0
+        for i in order:
+            part = parts[i]
+            dtype = torch.int64 if is_int[i] else self._dtype
+            out[i] = device_bytes[offset:offset + part.nbytes].view(dtype).view(part.shape)
+            offset += part.nbytes  # every int64 first, then 8- or 4-byte floats: every view stays aligned
         return out
 
     def train_rounds(self, index, z_d, z_g, **extras):
@@ -420,14 +472,20 @@ class TorchBackend(Backend):
         if n == 0:
             return []
         names = self._extra_names()
+        if self.config.needs_labels:
+            names += list(_LABELS)  # integer arrays: uploaded as int64 in the same copy, made one-hot on the device
         index = ddp.shard(index, self._dist, 2, "index")
         z_d = ddp.shard(z_d, self._dist, 2, "z_d")
         z_g = ddp.shard(z_g, self._dist, 2, "z_g")
         shards = [ddp.shard(extras[name], self._dist, 2, name) for name in names]
         index_t, z_d_t, z_g_t, *extra_t = self._upload(index, z_d, z_g, *shards)
+        chunk = dict(zip(names, extra_t, strict=True))
+        if self.config.needs_labels:
+            chunk = {name: self._eye[t] if name in _LABELS else t for name, t in chunk.items()}  # (n, k|m, b, K)
+            chunk["labels_real"] = self._data_onehot_t[index_t]  # the real rows' classes, (n, k, b, K)
         first = self._step
         rows = [self._round(self._data_t[index_t[r]], z_d_t[r], z_g_t[r],
-                            {name: t[r] for name, t in zip(names, extra_t, strict=True)}) for r in range(n)]
+                            {name: t[r] for name, t in chunk.items()}) for r in range(n)]
         return self._metrics(torch.stack(rows), first)
 
 
@@ -438,9 +496,15 @@ def _autocast(amp: bool):
     return torch.autocast(device_type="cuda", dtype=torch.bfloat16) if amp else contextlib.nullcontext()
 
 
-def _d_objective(G, D, real, z, real_noise, fake_noise, kind, dtype, amp):
+def _join(x, one_hot):
+    """A network's input: [x, one_hot] (B, n + K) for a conditional GAN, x itself when one_hot is None."""
+    return x if one_hot is None else torch.cat([x, one_hot.to(x.dtype)], dim=1)
+
+
+def _d_objective(G, D, real, z, real_noise, fake_noise, kind, dtype, amp, real_onehot=None, fake_onehot=None):
     """D's loss on a real batch and on G(z), with G's output a constant; D sees each batch plus its instance
-    noise (already scaled, or None). Returns (loss, real_out, fake_out, real_seen, fake_seen), all but the
+    noise (already scaled, or None), with its one-hot labels appended for a conditional GAN (G generates for
+    fake_onehot). Returns (loss, real_out, fake_out, real_seen, fake_seen), all but the
     loss detached; real_seen / fake_seen are the batches D read (the gradient penalty's inputs).
 
     D reads the two batches in two forward passes, as the reference does: each parameter's gradient is then
@@ -450,23 +514,24 @@ def _d_objective(G, D, real, z, real_noise, fake_noise, kind, dtype, amp):
     """
     with _autocast(amp):
         with torch.no_grad():
-            fake = G(z)
+            fake = G(_join(z, fake_onehot))
             if fake_noise is not None:
                 fake = fake + fake_noise
             if real_noise is not None:
                 real = real + real_noise
-        real_out, fake_out = D(real).to(dtype), D(fake).to(dtype)
+        real_out, fake_out = D(_join(real, real_onehot)).to(dtype), D(_join(fake, fake_onehot)).to(dtype)
     return nets.d_loss(kind, real_out, fake_out), real_out.detach(), fake_out.detach(), real, fake
 
 
-def _g_objective(G, D, z, fake_noise, kind, dtype, amp):
-    """G's loss on D(G(z) + fake_noise) (noise already scaled, or None); the caller freezes D.
+def _g_objective(G, D, z, fake_noise, kind, dtype, amp, one_hot=None):
+    """G's loss on D(G(z) + fake_noise) (noise already scaled, or None); the caller freezes D. A conditional G reads
+    [z, one_hot] and D judges [G(...) + noise, one_hot]; the label columns are constants.
     Returns (loss, fake_out detached). The noise is a constant: dL/dG(z) = dL/d(G(z) + noise)."""
     with _autocast(amp):
-        fake = G(z)
+        fake = G(_join(z, one_hot))
         if fake_noise is not None:
             fake = fake + fake_noise
-        fake_out = D(fake).to(dtype)
+        fake_out = D(_join(fake, one_hot)).to(dtype)
     return nets.g_loss(kind, fake_out), fake_out.detach()
 
 
