@@ -102,6 +102,11 @@ class Case:
             extras["noise_g"] = rng.standard_normal((cfg.g_steps, b, d))
         if cfg.needs_mix:
             extras["mix"] = rng.uniform(0.0, 1.0, size=(cfg.d_steps, b, 1))
+        if cfg.needs_labels:
+            k = cfg.spec.num_classes
+            extras["labels_real"] = rng.integers(0, k, size=(cfg.d_steps, b))
+            extras["labels_fake"] = rng.integers(0, k, size=(cfg.d_steps, b))
+            extras["labels_g"] = rng.integers(0, k, size=(cfg.g_steps, b))
         if z_g_stream is not None:
             z_g = self.rng(z_g_stream).standard_normal(z_g.shape)
         return StepInputs(real, z_d, z_g, **extras)
@@ -201,12 +206,23 @@ def remedy_options(draw, spec: GANSpec, features: frozenset) -> dict:
     return options
 
 
+def conditional_spec(draw, spec: GANSpec) -> GANSpec:
+    """spec with 2-6 classes: both networks read that many more inputs (the one-hot label)."""
+    k = draw(st.integers(2, 6))
+    widen = lambda net: replace(net, in_size=net.in_size + k)  # noqa: E731
+    return replace(spec, generator=widen(spec.generator), discriminator=widen(spec.discriminator), num_classes=k)
+
+
 @st.composite
 def cases(draw, sizes: Sizes = BIG, *, loss=None, clip: str = "maybe", logits: bool = False, warm: bool = True,
-          remedies: frozenset | None = None):
+          remedies: frozenset | None = None, conditional: bool = False):
     """A Case. clip: "never" | "maybe" | "always" (then c is small enough that clipping bites).
-    remedies: the optional features (Backend.features) to draw a penalty and/or instance noise from."""
+    remedies: the optional features (Backend.features) to draw a penalty and/or instance noise from.
+    conditional: a conditional GAN (with instance noise when `remedies` allows it; never a penalty)."""
     spec = draw(gan_specs(sizes, loss))
+    if conditional:
+        spec = conditional_spec(draw, spec)
+        remedies = frozenset(remedies or ()) & {"instance_noise"} if draw(st.booleans()) else frozenset()
     seed = draw(st.integers(0, 2**32 - 1))
     param_scale = draw(st.just(1.0) | st.floats(0.3, 3.0))
     clip_value = None
@@ -273,7 +289,8 @@ def adaptive_margin(opt: optim.OptimizerSpec, state: dict, grads: dict) -> float
 
 
 def gradient_bounds(spec: GANSpec, params: dict, step: str, z: np.ndarray, x_real: np.ndarray | None = None, *,
-                    real_noise=None, fake_noise=None, penalty_spec=None, mix=None) -> dict:
+                    real_noise=None, fake_noise=None, penalty_spec=None, mix=None, real_labels=None,
+                    fake_labels=None, labels=None) -> dict:
     """The rounding scale of every parameter gradient entry of a D step (step="d") or a G step ("g").
 
     A gradient entry is a sum of products; its rounding error is proportional to the sum of the |terms|,
@@ -291,12 +308,14 @@ def gradient_bounds(spec: GANSpec, params: dict, step: str, z: np.ndarray, x_rea
         abs_cache = [(np.abs(x), h) for x, h in cache]
         return mlp.backward(net_spec, abs_params, prefix, abs_cache, np.abs(grad_out))
 
-    x_fake, g_cache = mlp.forward(spec.generator, params, "G", z)
+    fake_labels = labels if step == "g" else fake_labels  # the classes G generates for
+    x_fake, g_cache = mlp.forward(spec.generator, params, "G", gan.with_labels(spec, z, fake_labels, "z"))
     x_fake = _seen(x_fake, fake_noise)
-    fake_out, fake_cache = mlp.forward(spec.discriminator, params, "D", x_fake)
+    fake_out, fake_cache = mlp.forward(spec.discriminator, params, "D", gan.with_labels(spec, x_fake, fake_labels, "x"))
     if step == "d":
         x_real = _seen(x_real, real_noise)
-        real_out, real_cache = mlp.forward(spec.discriminator, params, "D", x_real)
+        real_out, real_cache = mlp.forward(spec.discriminator, params, "D",
+                                           gan.with_labels(spec, x_real, real_labels, "x"))
         _, grad_real_out, grad_fake_out = losses.d_loss(spec.loss, real_out, fake_out)
         _, from_real = abs_backward(spec.discriminator, "D", real_cache, grad_real_out)
         _, from_fake = abs_backward(spec.discriminator, "D", fake_cache, grad_fake_out)
@@ -307,7 +326,7 @@ def gradient_bounds(spec: GANSpec, params: dict, step: str, z: np.ndarray, x_rea
         return bounds
     _, grad_fake_out = losses.g_loss(spec.loss, fake_out)
     grad_x_fake, _ = abs_backward(spec.discriminator, "D", fake_cache, grad_fake_out)
-    return abs_backward(spec.generator, "G", g_cache, grad_x_fake)[1]
+    return abs_backward(spec.generator, "G", g_cache, grad_x_fake[:, :spec.data_size])[1]
 
 
 def noise_margin(opt: optim.OptimizerSpec, state: dict, grads: dict, bounds: dict) -> float:
@@ -353,10 +372,13 @@ def step_options(cfg: TrainConfig, inp: StepInputs, step: int, i: int, *, g_step
     scaled by that round's sigma, the penalty and WGAN-GP's mix (what reference.train.train_step passes)."""
     sigma = cfg.noise_scale(step)
     if g_step:
-        return {"fake_noise": sigma * inp.noise_g[i] if cfg.needs_noise else None}
+        return {"fake_noise": sigma * inp.noise_g[i] if cfg.needs_noise else None,
+                "labels": inp.labels_g[i] if cfg.needs_labels else None}
     return {"real_noise": sigma * inp.noise_real[i] if cfg.needs_noise else None,
             "fake_noise": sigma * inp.noise_fake[i] if cfg.needs_noise else None,
-            "penalty_spec": cfg.penalty, "mix": inp.mix[i] if cfg.needs_mix else None}
+            "penalty_spec": cfg.penalty, "mix": inp.mix[i] if cfg.needs_mix else None,
+            "real_labels": inp.labels_real[i] if cfg.needs_labels else None,
+            "fake_labels": inp.labels_fake[i] if cfg.needs_labels else None}
 
 
 def _seen(x, noise):
@@ -373,10 +395,12 @@ def rounds_ok(case: Case, dtype: str, inputs: list[StepInputs], state=None, *, u
     for r, inp in enumerate(inputs):
         for i in range(cfg.d_steps):
             opts = step_options(cfg, inp, step + r, i)
+            yr, yf = opts["real_labels"], opts["fake_labels"]
             real = _seen(inp.real[i], opts["real_noise"])
-            fake = _seen(gan.generate(spec, params, inp.z_d[i]), opts["fake_noise"])
-            seen = [real, fake] + ([opts["mix"] * real + (1 - opts["mix"]) * fake] if cfg.needs_mix else [])
-            if (kink_margin(spec.generator, params, "G", inp.z_d[i]) <= km
+            fake = _seen(gan.generate(spec, params, inp.z_d[i], yf), opts["fake_noise"])
+            seen = [gan.with_labels(spec, real, yr, "x"), gan.with_labels(spec, fake, yf, "x")]
+            seen += [opts["mix"] * real + (1 - opts["mix"]) * fake] if cfg.needs_mix else []
+            if (kink_margin(spec.generator, params, "G", gan.with_labels(spec, inp.z_d[i], yf, "z")) <= km
                     or any(kink_margin(spec.discriminator, params, "D", x, logit=logit) <= km for x in seen)):
                 return False
             if updates:
@@ -388,9 +412,10 @@ def rounds_ok(case: Case, dtype: str, inputs: list[StepInputs], state=None, *, u
                                                 cfg.clip_value, **opts)
         for i in range(cfg.g_steps):
             opts = step_options(cfg, inp, step + r, i, g_step=True)
-            fake = _seen(gan.generate(spec, params, inp.z_g[i]), opts["fake_noise"])
-            if (kink_margin(spec.generator, params, "G", inp.z_g[i]) <= km
-                    or kink_margin(spec.discriminator, params, "D", fake) <= km):
+            y = opts["labels"]
+            fake = _seen(gan.generate(spec, params, inp.z_g[i], y), opts["fake_noise"])
+            if (kink_margin(spec.generator, params, "G", gan.with_labels(spec, inp.z_g[i], y, "z")) <= km
+                    or kink_margin(spec.discriminator, params, "D", gan.with_labels(spec, fake, y, "x")) <= km):
                 return False
             if updates:
                 grads, _ = gan.g_loss_and_grads(spec, params, inp.z_g[i], **opts)

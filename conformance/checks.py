@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from hypothesis import strategies as st
 
-from backends.interface import ReferenceBackend
+from backends.interface import ALL_FEATURES, CONDITIONAL, ReferenceBackend
 from reference import gan
 from reference.train import StepInputs
 
@@ -35,7 +35,7 @@ class Check:
     strategy: Callable[[str, frozenset], st.SearchStrategy]  # (dtype, backend's features) -> strategy of Case
     run: Callable
     well_posed: Callable[[C.Case, str], bool]  # reject cases where the math has no single answer
-    needs_features: bool = False  # only for backends implementing instance noise or a gradient penalty
+    needs: frozenset = frozenset()  # run only on backends listing at least one of these features (else skip)
     examples_share: float = 1.0  # the share of a profile's examples: < 1 for a check that is two checks in one
 
 
@@ -236,6 +236,67 @@ def remedies_rounds_well_posed(case, dtype):
     return C.rounds_ok(case, dtype, [case.step_inputs(r) for r in range(case.rounds)])
 
 
+# ----- conditional GANs -----
+
+def run_conditional(make, case, dtype, peer):
+    cfg, inputs = case.config, [case.step_inputs(r) for r in range(case.rounds)]
+    inp, step = inputs[0], case.initial_state()[3]
+    scale = _output_scale_labelled(case, inputs)
+    b = _loaded(make, case)
+    d_opts, g_opts = C.step_options(cfg, inp, step, 0), C.step_options(cfg, inp, step, 0, g_step=True)
+    out = {"generate(z, labels)": ("value", b.generate(inp.z_g[0], labels=inp.labels_g[0])),
+           "discriminate(x, labels)": ("value", b.discriminate(inp.real[0], labels=inp.labels_real[0]))}
+    d_loss, d_grads = b.d_grads(inp.real[0], inp.z_d[0], real_noise=d_opts["real_noise"],
+                                fake_noise=d_opts["fake_noise"], real_labels=d_opts["real_labels"],
+                                fake_labels=d_opts["fake_labels"])
+    g_loss, g_grads = b.g_grads(inp.z_g[0], fake_noise=g_opts["fake_noise"], labels=g_opts["labels"])
+    _expect_names("d_grads", d_grads, gan.network(cfg.spec.param_shapes(), "D"))
+    _expect_names("g_grads", g_grads, gan.network(cfg.spec.param_shapes(), "G"))
+    out |= {"D loss": ("value", np.asarray(d_loss), scale), "G loss": ("value", np.asarray(g_loss), scale)}
+    out |= {f"D grad {k}": ("gradient", v) for k, v in d_grads.items()}
+    out |= {f"G grad {k}": ("gradient", v) for k, v in g_grads.items()}
+    for r, step_inputs in enumerate(inputs):
+        metrics = b.train_step(step_inputs)
+        out.update(_state_outputs(b, f"train_step round {r + 1}: "))
+        out.update(_metrics_outputs(metrics, f"train_step round {r + 1}: ", scale))
+    data = np.concatenate([i.real.reshape(-1, i.real.shape[-1]) for i in inputs])
+    labels = np.concatenate([i.labels_real.reshape(-1) for i in inputs])
+    index = np.arange(len(data)).reshape(case.rounds, cfg.d_steps, case.batch)
+    extras = {name: np.stack([getattr(i, name) for i in inputs])
+              for name in ("noise_real", "noise_fake", "noise_g", "labels_fake", "labels_g")
+              if getattr(inputs[0], name) is not None}
+    b = _loaded(make, case)
+    b.set_data(data, labels)
+    metrics = b.train_rounds(index, np.stack([i.z_d for i in inputs]), np.stack([i.z_g for i in inputs]), **extras)
+    if len(metrics) != case.rounds:
+        raise Violation(f"train_rounds returned {len(metrics)} metrics for {case.rounds} rounds")
+    out.update(_state_outputs(b, "train_rounds: "))
+    for r, m in enumerate(metrics):
+        out.update(_metrics_outputs(m, f"train_rounds round {r + 1}: ", scale))
+    return out
+
+
+def _output_scale_labelled(case, inputs) -> float:
+    """_output_scale for a conditional GAN: D's outputs on the labelled batches at the initial parameters."""
+    spec, params = case.config.spec, case.initial_state()[0]
+    largest = 0.0
+    for inp in inputs:
+        for real, z, yr, yf in zip(inp.real, inp.z_d, inp.labels_real, inp.labels_fake, strict=True):
+            fake = gan.generate(spec, params, z, yf)
+            outs = [gan.discriminate(spec, params, real, yr), gan.discriminate(spec, params, fake, yf)]
+            largest = max([largest] + [float(np.max(np.abs(o))) for o in outs])
+    return 1.0 + largest
+
+
+def conditional_well_posed(case, dtype):
+    inputs = [case.step_inputs(r) for r in range(case.rounds)]
+    inp = inputs[0]
+    spec, params = case.config.spec, case.initial_state()[0]
+    x = gan.with_labels(spec, inp.real[0], inp.labels_real[0], "x")
+    return (C.kink_margin(spec.discriminator, params, "D", x) > C.KINK_MARGIN[dtype]
+            and C.rounds_ok(case, dtype, inputs))
+
+
 # ----- WGAN weight clipping -----
 
 def run_clipping(make, case, dtype, peer):
@@ -355,6 +416,10 @@ def _remedies(sizes):
     return lambda dtype, features=frozenset(): C.cases(sizes, remedies=frozenset(features))
 
 
+def _conditional(sizes):
+    return lambda dtype, features=frozenset(): C.cases(sizes, remedies=frozenset(features), conditional=True)
+
+
 CHECKS: dict[str, Check] = {c.name: c for c in [
     Check("state", "init(seed) and load_state/export round-trip exactly (at the backend's dtype); bad "
           "parameter dicts are refused", _s(C.SMALL), run_state, always),
@@ -376,10 +441,13 @@ CHECKS: dict[str, Check] = {c.name: c for c in [
     Check("freezing", "d_grads/g_grads change nothing; G steps do not touch D (bitwise); G changes only by G's "
           "updates from the round's D", _s(C.SMALL), run_freezing, step_well_posed),
     Check("penalty_grads", "with a gradient penalty and/or instance noise: D's and G's loss and every gradient "
-          "(double backpropagation)", _remedies(C.SMALL), run_penalty_grads, penalty_grads_well_posed, True),
+          "(double backpropagation)", _remedies(C.SMALL), run_penalty_grads, penalty_grads_well_posed, ALL_FEATURES),
     Check("remedies_rounds", "with a penalty and/or (annealed) instance noise: rounds by train_step and by "
           "train_rounds, everything after each round", _remedies(C.TRAJECTORY), run_remedies_rounds,
-          remedies_rounds_well_posed, True, examples_share=0.5),
+          remedies_rounds_well_posed, ALL_FEATURES, examples_share=0.5),
+    Check("conditional", "a conditional GAN: generate/discriminate/d_grads/g_grads with labels, then rounds by "
+          "train_step and by set_data(data, labels) + train_rounds", _conditional(C.TRAJECTORY), run_conditional,
+          conditional_well_posed, frozenset({CONDITIONAL}), examples_share=0.5),
 ]}
 
 

@@ -54,13 +54,18 @@ class Hooked(ReferenceBackend):
     def _noise_scale(self, step: int) -> float:
         return self.config.noise_scale(step)
 
+    def _label(self, x, labels, what: str):
+        """A conditional network's input [x, onehot(labels)] (x itself for a plain GAN)."""
+        return gan.with_labels(self.config.spec, x, labels, what)
+
     # ----- the D step and the G step -----
-    def _d_grads(self, params, x_real, z, real_noise=None, fake_noise=None, mix=None):
-        x_fake, _ = self._forward("G", params, z)
+    def _d_grads(self, params, x_real, z, real_noise=None, fake_noise=None, mix=None, real_labels=None,
+                 fake_labels=None):
+        x_fake, _ = self._forward("G", params, self._label(z, fake_labels, "z"))
         real_seen = x_real if real_noise is None else x_real + real_noise
         fake_seen = x_fake if fake_noise is None else x_fake + fake_noise
-        real_out, real_cache = self._forward("D", params, real_seen)
-        fake_out, fake_cache = self._forward("D", params, fake_seen)
+        real_out, real_cache = self._forward("D", params, self._label(real_seen, real_labels, "real"))
+        fake_out, fake_cache = self._forward("D", params, self._label(fake_seen, fake_labels, "fake"))
         loss, g_real, g_fake = self._d_loss(real_out, fake_out)
         _, from_real = self._backward("D", params, real_cache, g_real)
         _, from_fake = self._backward("D", params, fake_cache, g_fake)
@@ -71,13 +76,14 @@ class Hooked(ReferenceBackend):
             grads = {k: grads[k] + pen_grads[k] for k in grads}
         return grads, gan.StepStats(loss + pen, real_out, fake_out, gan.global_norm(grads), pen)
 
-    def _g_grads_all(self, params, z, fake_noise=None):
+    def _g_grads_all(self, params, z, fake_noise=None, labels=None):
         """(G's grads, D's grads of G's loss (thrown away by a correct backend), stats)."""
-        x_fake, g_cache = self._forward("G", params, z)
-        fake_out, d_cache = self._forward("D", params, x_fake if fake_noise is None else x_fake + fake_noise)
+        x_fake, g_cache = self._forward("G", params, self._label(z, labels, "z"))
+        seen = x_fake if fake_noise is None else x_fake + fake_noise
+        fake_out, d_cache = self._forward("D", params, self._label(seen, labels, "fake"))
         loss, grad = self._g_loss(fake_out)
         grad_x, d_grads = self._backward("D", params, d_cache, grad)
-        _, grads = self._backward("G", params, g_cache, grad_x)
+        _, grads = self._backward("G", params, g_cache, grad_x[:, :self.config.spec.data_size])
         return grads, d_grads, gan.StepStats(loss, None, fake_out, gan.global_norm(grads))
 
     def _d_update(self, params, d_opt, x_real, z, **options):
@@ -87,8 +93,8 @@ class Hooked(ReferenceBackend):
             new_d = self._clip(new_d, self.config.clip_value)
         return {**params, **new_d}, d_opt, stats
 
-    def _g_update(self, params, g_opt, d_opt, z, fake_noise=None):
-        grads, _, stats = self._g_grads_all(params, z, fake_noise)
+    def _g_update(self, params, g_opt, d_opt, z, fake_noise=None, labels=None):
+        grads, _, stats = self._g_grads_all(params, z, fake_noise, labels)
         new_g, g_opt = self._opt_step(self.config.g_optimizer, gan.network(params, "G"), grads, g_opt)
         return {**params, **new_g}, g_opt, d_opt, stats
 
@@ -103,11 +109,11 @@ class Hooked(ReferenceBackend):
     def export_params(self):
         return self._import(super().export_params())  # _import is its own inverse in every mutant below
 
-    def generate(self, z):
-        return self._forward("G", self._require_state().params, self._array(z))[0]
+    def generate(self, z, labels=None):
+        return self._forward("G", self._require_state().params, self._label(self._array(z), labels, "z"))[0]
 
-    def discriminate(self, x):
-        return self._forward("D", self._require_state().params, self._array(x))[0]
+    def discriminate(self, x, labels=None):
+        return self._forward("D", self._require_state().params, self._label(self._array(x), labels, "x"))[0]
 
     def d_loss(self, real_out, fake_out):
         return self._d_loss(self._array(real_out), self._array(fake_out))
@@ -115,20 +121,24 @@ class Hooked(ReferenceBackend):
     def g_loss(self, fake_out):
         return self._g_loss(self._array(fake_out))
 
-    def d_grads(self, x_real, z, *, real_noise=None, fake_noise=None, mix=None):
+    def d_grads(self, x_real, z, *, real_noise=None, fake_noise=None, mix=None, real_labels=None, fake_labels=None):
         grads, stats = self._d_grads(self._require_state().params, self._array(x_real), self._array(z),
-                                     self._optional(real_noise), self._optional(fake_noise), self._optional(mix))
+                                     self._optional(real_noise), self._optional(fake_noise), self._optional(mix),
+                                     real_labels, fake_labels)
         return stats.loss, {k: np.asarray(v, dtype=np.float64) for k, v in self._import(grads).items()}
 
-    def g_grads(self, z, *, fake_noise=None):
-        grads, _, stats = self._g_grads_all(self._require_state().params, self._array(z), self._optional(fake_noise))
+    def g_grads(self, z, *, fake_noise=None, labels=None):
+        grads, _, stats = self._g_grads_all(self._require_state().params, self._array(z), self._optional(fake_noise),
+                                            labels)
         return stats.loss, {k: np.asarray(v, dtype=np.float64) for k, v in self._import(grads).items()}
 
     def _d_options(self, inputs, i: int, sigma: float) -> dict:
-        noisy = self.config.needs_noise
+        noisy, labelled = self.config.needs_noise, self.config.needs_labels
         return {"real_noise": sigma * self._array(inputs.noise_real[i]) if noisy else None,
                 "fake_noise": sigma * self._array(inputs.noise_fake[i]) if noisy else None,
-                "mix": self._array(inputs.mix[i]) if self.config.needs_mix else None}
+                "mix": self._array(inputs.mix[i]) if self.config.needs_mix else None,
+                "real_labels": inputs.labels_real[i] if labelled else None,
+                "fake_labels": inputs.labels_fake[i] if labelled else None}
 
     def _g_noise(self, inputs, i: int, sigma: float):
         return sigma * self._array(inputs.noise_g[i]) if self.config.needs_noise else None
@@ -142,8 +152,9 @@ class Hooked(ReferenceBackend):
         for i in self._d_schedule(self.config.d_steps):
             params, d_opt, d_stats = self._d_update(params, d_opt, real[i], z_d[i], **self._d_options(inputs, i, sigma))
         for i in range(self.config.g_steps):
+            labels = inputs.labels_g[i] if self.config.needs_labels else None
             params, g_opt, d_opt, g_stats = self._g_update(params, g_opt, d_opt, z_g[i],
-                                                           self._g_noise(inputs, i, sigma))
+                                                           self._g_noise(inputs, i, sigma), labels)
         self._state = TrainState(params, d_opt, g_opt, s.step + 1)
         return StepMetrics(step=s.step + 1, d_loss=d_stats.loss, g_loss=g_stats.loss, d_grad_norm=d_stats.grad_norm,
                            g_grad_norm=g_stats.grad_norm, d_penalty=d_stats.penalty,
@@ -155,16 +166,16 @@ class Hooked(ReferenceBackend):
 class FlippedDGradSign(Hooked):
     bug = "the gradient of D's first weight has its sign flipped (d_grads and training)"
 
-    def _d_grads(self, params, x_real, z, *options):
-        grads, stats = super()._d_grads(params, x_real, z, *options)
+    def _d_grads(self, params, x_real, z, *args, **kwargs):
+        grads, stats = super()._d_grads(params, x_real, z, *args, **kwargs)
         return {**grads, "D.0.weight": -grads["D.0.weight"]}, stats
 
 
 class FlippedGBiasGradSign(Hooked):
     bug = "the gradient of G's last bias has its sign flipped"
 
-    def _g_grads_all(self, params, z, fake_noise=None):
-        grads, d_grads, stats = super()._g_grads_all(params, z, fake_noise)
+    def _g_grads_all(self, params, z, fake_noise=None, labels=None):
+        grads, d_grads, stats = super()._g_grads_all(params, z, fake_noise, labels)
         last = f"G.{self.config.spec.generator.num_layers - 1}.bias"
         return {**grads, last: -grads[last]}, d_grads, stats
 
@@ -227,9 +238,9 @@ class SGDDampenedMomentum(Hooked):
 class SharedStepCounter(Hooked):
     bug = "G's optimizer reads D's step count (one counter for both networks)"
 
-    def _g_update(self, params, g_opt, d_opt, z, fake_noise=None):
+    def _g_update(self, params, g_opt, d_opt, z, fake_noise=None, labels=None):
         borrowed = {**g_opt, "step": d_opt["step"]}
-        params, new_g, d_opt, stats = super()._g_update(params, borrowed, d_opt, z, fake_noise)
+        params, new_g, d_opt, stats = super()._g_update(params, borrowed, d_opt, z, fake_noise, labels)
         return params, new_g, d_opt, stats
 
 
@@ -250,9 +261,9 @@ class BiasesNotClipped(Hooked):
 class DUpdatedInGStep(Hooked):
     bug = "D not frozen in the G step: D also takes an SGD step on G's loss"
 
-    def _g_update(self, params, g_opt, d_opt, z, fake_noise=None):
-        _, d_grads, _ = self._g_grads_all(params, z, fake_noise)
-        params, g_opt, d_opt, stats = super()._g_update(params, g_opt, d_opt, z, fake_noise)
+    def _g_update(self, params, g_opt, d_opt, z, fake_noise=None, labels=None):
+        _, d_grads, _ = self._g_grads_all(params, z, fake_noise, labels)
+        params, g_opt, d_opt, stats = super()._g_update(params, g_opt, d_opt, z, fake_noise, labels)
         lr = self.config.d_optimizer.lr
         return {**params, **{k: params[k] - lr * g for k, g in d_grads.items()}}, g_opt, d_opt, stats
 
@@ -260,9 +271,9 @@ class DUpdatedInGStep(Hooked):
 class StaleDInGStep(Hooked):
     bug = "the G steps use D as it was before the round's D updates"
 
-    def _g_update(self, params, g_opt, d_opt, z, fake_noise=None):
+    def _g_update(self, params, g_opt, d_opt, z, fake_noise=None, labels=None):
         stale = {**params, **self._round_start_d}
-        new, g_opt, d_opt, stats = super()._g_update(stale, g_opt, d_opt, z, fake_noise)
+        new, g_opt, d_opt, stats = super()._g_update(stale, g_opt, d_opt, z, fake_noise, labels)
         return {**params, **gan.network(new, "G")}, g_opt, d_opt, stats
 
     def _d_schedule(self, k):
@@ -434,9 +445,35 @@ class AnnealingIgnored(Hooked):
         return float(self.config.instance_noise)
 
 
+# ----- mutants of conditional GANs (checked by `conditional`) -----
+
+class FakeLabelsForRealBatch(Hooked):
+    bug = "D judges the real batch with the fake batch's labels"
+
+    def _d_options(self, inputs, i, sigma):
+        options = super()._d_options(inputs, i, sigma)
+        return {**options, "real_labels": options["fake_labels"]}
+
+
+class LabelColumnsIntoG(Hooked):
+    bug = "the G step backpropagates D's input gradient from the last data_size columns (the label block's side)"
+
+    def _g_grads_all(self, params, z, fake_noise=None, labels=None):
+        if labels is None:
+            return super()._g_grads_all(params, z, fake_noise, labels)
+        x_fake, g_cache = self._forward("G", params, self._label(z, labels, "z"))
+        seen = x_fake if fake_noise is None else x_fake + fake_noise
+        fake_out, d_cache = self._forward("D", params, self._label(seen, labels, "fake"))
+        loss, grad = self._g_loss(fake_out)
+        grad_x, d_grads = self._backward("D", params, d_cache, grad)
+        _, grads = self._backward("G", params, g_cache, grad_x[:, -self.config.spec.data_size:])
+        return grads, d_grads, gan.StepStats(loss, None, fake_out, gan.global_norm(grads))
+
+
 MUTANTS = [FlippedDGradSign, FlippedGBiasGradSign, AdamNoBiasCorrection, AdamEpsInsideSqrt, RMSpropAlphaSwapped,
            SGDDampenedMomentum, SharedStepCounter, ClippingSkipped, BiasesNotClipped, DUpdatedInGStep, StaleDInGStep,
            SaturatingInsteadOfNonsaturating, WassersteinCriticSignFlipped, NaiveSoftplus, SumInsteadOfMean,
            Float32Cast, TransposedSquareWeight, ExtraDStep, LeakySlopeIgnored, GradsChangeState, GStepReusesDNoise,
            PenaltyGradientSignFlipped, PenaltyWithoutSecondDerivative, R1OnFakeBatch, WganGpMixSwapped,
-           PenaltyOnCleanInputs, NoNoiseInGStep, RealNoiseOnly, AnnealingIgnored]
+           PenaltyOnCleanInputs, NoNoiseInGStep, RealNoiseOnly, AnnealingIgnored, FakeLabelsForRealBatch,
+           LabelColumnsIntoG]

@@ -9,7 +9,7 @@ import hypothesis
 import numpy as np
 from hypothesis import HealthCheck, Phase, assume, given, settings
 
-from backends.interface import ALL_FEATURES
+from backends.interface import CONDITIONAL
 
 from . import checks as K
 from .compare import Comparison, compare, max_abs_error
@@ -146,10 +146,10 @@ def run_check(backend_cls, check_name: str, dtype: str, *, max_examples: int, se
         max_examples = max(1, round(max_examples * share))
     make = lambda config: backend_cls(config, dtype=dtype)  # noqa: E731
     features = frozenset(getattr(backend_cls, "features", frozenset()))
-    if check.needs_features and not features & ALL_FEATURES:
+    if check.needs and not features & check.needs:
+        what = "a conditional GAN" if CONDITIONAL in check.needs else "instance noise or a gradient penalty"
         return CheckResult(name, check_name, dtype, "skip", seed=seed, profile=profile,
-                           report=f"{name} implements neither instance noise nor a gradient penalty "
-                                  f"(Backend.features is empty)")
+                           report=f"{name} does not implement {what} (Backend.features)")
     tally = {"examples": 0, "worst_ratio": 0.0, "worst_abs": 0.0, "rescued": 0, "last_case": None}
 
     phases = [Phase.explicit, Phase.reuse, Phase.generate, Phase.target] + ([Phase.shrink] if shrink else [])

@@ -243,7 +243,7 @@ def _assert_dicts_close(actual, expected, rtol=1e-10, atol=1e-12):
 
 
 def test_every_feature_is_implemented():
-    assert CupyBackend.features == ALL_FEATURES
+    assert ALL_FEATURES <= CupyBackend.features
     CupyBackend(_config("roth", instance_noise=0.1), device="cpu")  # refused before this backend had them
 
 

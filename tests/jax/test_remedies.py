@@ -36,7 +36,7 @@ def make_config(kind, *, sigma=0.0, anneal=0, weight=2.5, d_steps=2, g_steps=1, 
 
 
 def test_every_feature_is_implemented():
-    assert JaxBackend.features == ALL_FEATURES
+    assert ALL_FEATURES <= JaxBackend.features
 
 
 @pytest.mark.parametrize("kind", PENALTIES)
