@@ -21,6 +21,12 @@ are standard normal inputs; the round scales them by sigma = config.noise_scale(
 host computes per round and hands in as an array (a runtime value: annealing compiles nothing new). A config
 without them traces exactly the programs it always did (their arguments are None).
 
+Conditional GANs (spec.num_classes = K > 0): G reads [z, onehot(y)] and D reads [x, onehot(y)] (nets.with_labels,
+jax.nn.one_hot in the input's dtype). Labels travel as int32 arrays through the same programs: train_step takes
+StepInputs' labels_real/labels_fake/labels_g, train_rounds scans labels_fake/labels_g like the other per-round
+arrays and gathers the real batches' labels from the set_data labels kept on the device. A plain config passes
+None for every label argument, so it compiles what it always did.
+
 Numbers: dtype "float64" runs with jax_enable_x64 switched on only inside this backend's own calls
 (`jax.enable_x64` as a context manager), so nothing leaks into the caller's JAX. "float32" uses full-
 precision matrix products (no TF32 on GPUs), so it is float32 in earnest. "bfloat16" (a JAX-only extra) is
@@ -45,8 +51,8 @@ import optax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from backends.interface import ALL_FEATURES, Backend
-from reference import mlp
+from backends.interface import ALL_FEATURES, CONDITIONAL, Backend
+from reference import gan, mlp
 from reference.train import StepInputs, StepMetrics, TrainConfig
 
 from . import optimizers
@@ -55,6 +61,7 @@ from .nets import Nets
 DTYPES = ("float64", "float32", "bfloat16")
 METRICS = ("d_loss", "d_acc_real", "d_acc_fake", "critic_gap", "d_grad_norm", "d_penalty", "g_loss", "g_grad_norm")
 EXTRAS = ("noise_real", "noise_fake", "noise_g", "mix")  # StepInputs' optional arrays, in train_rounds' order
+LABELS = ("labels_real", "labels_fake", "labels_g")  # StepInputs' class labels (int32 on the device)
 
 
 class Carry(NamedTuple):
@@ -127,7 +134,7 @@ class JaxBackend(Backend):
     """One GAN trained with JAX and optax. dtype: "float64" (conformance), "float32", "bfloat16"."""
 
     name = "jax"
-    features = ALL_FEATURES  # instance noise and every gradient penalty, in every dtype and on a mesh
+    features = ALL_FEATURES | {CONDITIONAL}  # noise, every penalty, conditional GANs: every dtype, on a mesh
     conformance_examples_share = 0.15  # every example compiles fresh XLA programs: ~1 s per example and check
 
     def __init__(self, config: TrainConfig, *, dtype: str = "float64", device: str | None = None,
@@ -161,6 +168,7 @@ class JaxBackend(Backend):
         self._carry: Carry | None = None
         self._step = 0
         self._data = None
+        self._labels = None
         self.traces: collections.Counter = collections.Counter()  # program name -> times traced
 
         nets, rep = self._nets, self._replicated
@@ -168,17 +176,19 @@ class JaxBackend(Backend):
         self._discriminate_jit = jax.jit(nets.discriminate)
         self._d_loss_jit = jax.jit(jax.value_and_grad(nets.d_loss, argnums=(0, 1)))
         self._g_loss_jit = jax.jit(jax.value_and_grad(nets.g_loss))
-        self._d_grads_jit = jax.jit(lambda c, x, z, real_noise, fake_noise, mix: nets.d_value_and_grad(
-            c.d, c.g, x, z, real_noise, fake_noise, mix))
-        self._g_grads_jit = jax.jit(lambda c, z, fake_noise: nets.g_value_and_grad(c.g, c.d, z, fake_noise))
+        self._d_grads_jit = jax.jit(lambda c, x, z, real_noise, fake_noise, mix, real_labels, fake_labels:
+                                    nets.d_value_and_grad(c.d, c.g, x, z, real_noise, fake_noise, mix, real_labels,
+                                                          fake_labels))
+        self._g_grads_jit = jax.jit(lambda c, z, fake_noise, labels: nets.g_value_and_grad(c.g, c.d, z, fake_noise,
+                                                                                           labels))
         self._round_jit = jax.jit(self._traced_round, donate_argnums=0, out_shardings=rep)
         self._rounds_jit = jax.jit(self._traced_rounds, donate_argnums=0, out_shardings=rep)
 
     # ----- the compiled training programs (pure functions of the carry) -----
 
     def _d_update(self, c: Carry, batch):
-        """One D update. batch: (x_real, z) or (x_real, z, real_noise, fake_noise, mix), noise already scaled
-        and any of the last three None."""
+        """One D update. batch: (x_real, z, real_noise, fake_noise, mix, real_labels, fake_labels), noise
+        already scaled and any of the last five None."""
         (loss, (real_out, fake_out, penalty)), grads = self._nets.d_value_and_grad(c.d, c.g, *batch)
         updates, d_opt = self._d_tx.update(grads, c.d_opt, c.d)
         d = optax.apply_updates(c.d, updates)
@@ -191,9 +201,10 @@ class JaxBackend(Backend):
         return c._replace(d=d, d_opt=d_opt, d_count=c.d_count + 1), self._stack(metrics)
 
     def _g_update(self, c: Carry, xs):
-        """One G update. xs: z, or (z, fake_noise) with the noise already scaled (or None)."""
-        z, fake_noise = xs if isinstance(xs, tuple) else (xs, None)
-        (loss, _), grads = self._nets.g_value_and_grad(c.g, c.d, z, fake_noise)
+        """One G update. xs: z, or (z, fake_noise) or (z, fake_noise, labels), the noise already scaled; the
+        noise and the labels may be None."""
+        z, fake_noise, labels = (*xs, None, None)[:3] if isinstance(xs, tuple) else (xs, None, None)
+        (loss, _), grads = self._nets.g_value_and_grad(c.g, c.d, z, fake_noise, labels)
         updates, g_opt = self._g_tx.update(grads, c.g_opt, c.g)
         g = optax.apply_updates(c.g, updates)
         return c._replace(g=g, g_opt=g_opt, g_count=c.g_count + 1), self._stack([loss, optax.tree.norm(grads)])
@@ -205,7 +216,7 @@ class JaxBackend(Backend):
         """k D updates (G frozen), then m G updates (D frozen). Returns (carry, the 8 METRICS).
 
         sigma: this round's instance-noise scale (a scalar array; None without instance noise).
-        extras: {name: array} of StepInputs' optional arrays (standard normal noise, mix), or None."""
+        extras: {name: array} of StepInputs' optional arrays (standard normal noise, mix, int32 labels), or None."""
         extras = extras or {}
         real = self._constrain(real, P(None, "data", None))
 
@@ -213,9 +224,10 @@ class JaxBackend(Backend):
             return None if name not in extras else sigma * extras[name]
 
         mix = extras.get("mix")
-        d_xs = (real, z_d, scaled("noise_real"), scaled("noise_fake"), mix)
+        d_xs = (real, z_d, scaled("noise_real"), scaled("noise_fake"), mix, extras.get("labels_real"),
+                extras.get("labels_fake"))
         c, d_metrics = jax.lax.scan(self._d_update, c, d_xs)
-        g_xs = (z_g, scaled("noise_g")) if "noise_g" in extras else z_g
+        g_xs = (z_g, scaled("noise_g"), extras.get("labels_g")) if extras else z_g  # plain: as it always was
         c, g_metrics = jax.lax.scan(self._g_update, c, g_xs)
         return c, jnp.concatenate([d_metrics[-1], g_metrics[-1]])  # figures of the last D and last G update
 
@@ -224,15 +236,18 @@ class JaxBackend(Backend):
         self.traces["train_step"] += 1  # runs only while JAX traces
         return self._round(c, real, z_d, z_g, None if sigmas is None else sigmas[0], extras)
 
-    def _traced_rounds(self, c, data, index, z_d, z_g, n, sigmas=None, extras=None):
+    def _traced_rounds(self, c, data, labels, index, z_d, z_g, n, sigmas=None, extras=None):
         """Rounds 0..n-1 of a padded chunk (capacity = index.shape[0] >= n; the padding never runs).
 
-        sigmas (capacity,): each round's instance-noise scale; extras: {name: (capacity, ...)}; both optional."""
+        labels (N,): every data row's class (a conditional GAN), or None. sigmas (capacity,): each round's
+        instance-noise scale; extras: {name: (capacity, ...)}; both optional."""
         self.traces["train_rounds"] += 1  # runs only while JAX traces: once per capacity bucket
 
         def run(carry, xs):
             idx, zd, zg, sigma, extra = xs
             real = jnp.take(data, idx, axis=0)  # this round's real batches: (k, B, data_size)
+            if labels is not None:  # and their classes: (k, B)
+                extra = {**extra, "labels_real": jnp.take(labels, idx, axis=0)}
             return self._round(carry, real, zd, zg, sigma, extra)
 
         def skip(carry, xs):  # a padding round: nothing is computed, the carry passes through
@@ -309,15 +324,30 @@ class JaxBackend(Backend):
 
     # ----- forward passes, losses and gradients (nothing changes) -----
 
-    @_scoped
-    def generate(self, z):
-        mlp.check_input(z, self.config.spec.z_size, "z")
-        return np.asarray(self._generate_jit(self._require().g, self._put_batch(z, 0)), dtype=self._np_dtype)
+    def _query_labels(self, labels, batch: int, what: str):
+        """A query's class labels (B,) on the mesh as int32: required for a conditional GAN, refused otherwise."""
+        classes = self.config.spec.num_classes
+        if classes == 0:
+            if labels is not None:
+                raise ValueError(f"{what}: labels were given to an unconditional GAN (num_classes = 0)")
+            return None
+        if labels is None:
+            raise ValueError(f"{what}: a conditional GAN (num_classes = {classes}) needs class labels")
+        gan.check_labels(labels, batch, classes, what)
+        return self._put_batch(labels, 0, dtype=np.int32)
 
     @_scoped
-    def discriminate(self, x):
+    def generate(self, z, labels=None):
+        mlp.check_input(z, self.config.spec.z_size, "z")
+        labels = self._query_labels(labels, len(z), "generate labels")
+        return np.asarray(self._generate_jit(self._require().g, self._put_batch(z, 0), labels), dtype=self._np_dtype)
+
+    @_scoped
+    def discriminate(self, x, labels=None):
         mlp.check_input(x, self.config.spec.data_size, "x")
-        return np.asarray(self._discriminate_jit(self._require().d, self._put_batch(x, 0)), dtype=self._np_dtype)
+        labels = self._query_labels(labels, len(x), "discriminate labels")
+        return np.asarray(self._discriminate_jit(self._require().d, self._put_batch(x, 0), labels),
+                          dtype=self._np_dtype)
 
     @staticmethod
     def _check_outputs(out, what):
@@ -349,10 +379,12 @@ class JaxBackend(Backend):
         return self._put_batch(x, 0)
 
     @_scoped
-    def d_grads(self, x_real, z, *, real_noise=None, fake_noise=None, mix=None):
+    def d_grads(self, x_real, z, *, real_noise=None, fake_noise=None, mix=None, real_labels=None, fake_labels=None):
         spec = self.config.spec
         mlp.check_input(x_real, spec.data_size, "x_real")
         mlp.check_input(z, spec.z_size, "z")
+        real_labels = self._query_labels(real_labels, len(x_real), "real_labels")
+        fake_labels = self._query_labels(fake_labels, len(z), "fake_labels")
         real_noise = self._optional_batch(real_noise, x_real.shape, "real_noise")
         fake_noise = self._optional_batch(fake_noise, (len(z), spec.data_size), "fake_noise")
         if self.config.needs_mix:
@@ -365,14 +397,15 @@ class JaxBackend(Backend):
         else:
             mix = None  # only wgan-gp reads it (as in the reference)
         (loss, _), grads = self._d_grads_jit(self._require(), self._put_batch(x_real, 0), self._put_batch(z, 0),
-                                             real_noise, fake_noise, mix)
+                                             real_noise, fake_noise, mix, real_labels, fake_labels)
         return float(loss), self._ordered64(grads, self._d_names)
 
     @_scoped
-    def g_grads(self, z, *, fake_noise=None):
+    def g_grads(self, z, *, fake_noise=None, labels=None):
         mlp.check_input(z, self.config.spec.z_size, "z")
         fake_noise = self._optional_batch(fake_noise, (len(z), self.config.spec.data_size), "fake_noise")
-        (loss, _), grads = self._g_grads_jit(self._require(), self._put_batch(z, 0), fake_noise)
+        labels = self._query_labels(labels, len(z), "labels")
+        (loss, _), grads = self._g_grads_jit(self._require(), self._put_batch(z, 0), fake_noise, labels)
         return float(loss), self._ordered64(grads, self._g_names)
 
     # ----- training -----
@@ -399,7 +432,8 @@ class JaxBackend(Backend):
         inputs.check(self.config)
         carry = self._require()
         real, z_d, z_g = (self._put_batch(a, 1, strict=True) for a in (inputs.real, inputs.z_d, inputs.z_g))
-        extras = {name: self._put_batch(getattr(inputs, name), 1, strict=True) for name in self._extra_names()}
+        extras = {name: self._put_batch(getattr(inputs, name), 1, strict=True, dtype=self._extra_dtype(name))
+                  for name in self._extra_names() + self._label_names(LABELS)}
         self._carry, metrics = self._round_jit(carry, real, z_d, z_g, self._sigmas(1), extras or None)
         [result] = self._metrics(np.asarray(metrics)[None])
         self._step += 1
@@ -410,6 +444,13 @@ class JaxBackend(Backend):
         return [name for name in EXTRAS
                 if (name == "mix" and self.config.needs_mix) or (name != "mix" and self.config.needs_noise)]
 
+    def _label_names(self, names) -> list[str]:
+        """The label arrays among `names` this config uses: all of them for a conditional GAN, none otherwise."""
+        return list(names) if self.config.needs_labels else []
+
+    def _extra_dtype(self, name: str):
+        return np.int32 if name.startswith("labels") else None
+
     def _sigmas(self, n: int):
         """Instance-noise scales of the n rounds after self._step, (n,) on the device; None without noise."""
         if not self.config.needs_noise:
@@ -418,10 +459,14 @@ class JaxBackend(Backend):
         return jax.device_put(sigmas, self._replicated)
 
     @_scoped
-    def set_data(self, data: np.ndarray) -> None:
-        """Put the training set (N, data_size) on the device(s), replicated, for train_rounds."""
+    def set_data(self, data: np.ndarray, labels: np.ndarray | None = None) -> None:
+        """Put the training set (N, data_size) on the device(s), replicated, for train_rounds; a conditional
+        GAN's labels (N,) (every row's class) go there too, as int32."""
         mlp.check_input(data, self.config.spec.data_size, "data")
+        labels = self.check_data_labels(labels, len(data))  # raises before anything changes
         self._data = jax.device_put(np.asarray(data, dtype=self._np_dtype), self._replicated)
+        self._labels = None if labels is None else jax.device_put(np.asarray(labels, dtype=np.int32),
+                                                                  self._replicated)
 
     @_scoped
     def train_rounds(self, index: np.ndarray, z_d: np.ndarray, z_g: np.ndarray, **extras) -> list[StepMetrics]:
@@ -432,8 +477,9 @@ class JaxBackend(Backend):
         if n == 0:
             return []
         capacity = _bucket(n)
-        extras = {name: self._put_batch(_pad(extras[name], capacity), 2, strict=True) for name in self._extra_names()}
-        self._carry, table = self._rounds_jit(carry, self._data,
+        extras = {name: self._put_batch(_pad(extras[name], capacity), 2, strict=True, dtype=self._extra_dtype(name))
+                  for name in self._extra_names() + self._label_names(("labels_fake", "labels_g"))}
+        self._carry, table = self._rounds_jit(carry, self._data, self._labels,
                                               self._put_batch(_pad(index, capacity), 2, strict=True, dtype=np.int32),
                                               self._put_batch(_pad(z_d, capacity), 2, strict=True),
                                               self._put_batch(_pad(z_g, capacity), 2, strict=True),

@@ -79,6 +79,14 @@ def with_noise(x, noise):
     return x if noise is None else x + noise
 
 
+def with_labels(x, labels, num_classes: int):
+    """A network's input: [x, onehot(labels)] (B, n + num_classes) for a conditional GAN (labels (B,) ints),
+    x itself when labels is None. The one-hot columns have x's dtype and come AFTER x's (reference.gan)."""
+    if labels is None:
+        return x
+    return jnp.concatenate([x, jax.nn.one_hot(labels, num_classes, dtype=x.dtype)], axis=1)
+
+
 class Nets:
     """The GAN's pure functions for one spec and one numeric set-up (all static under jit)."""
 
@@ -90,12 +98,14 @@ class Nets:
 
     # ----- forward passes -----
 
-    def generate(self, g_params: dict, z):
+    def generate(self, g_params: dict, z, labels=None):
+        z = with_labels(z, labels, self.spec.num_classes)
         x = mlp_apply(self.spec.generator, g_params, "G", z, compute_dtype=self.compute_dtype,
                       precision=self.precision)
         return x if self.compute_dtype is None else x.astype(jnp.float32)
 
-    def discriminate(self, d_params: dict, x):
+    def discriminate(self, d_params: dict, x, labels=None):
+        x = with_labels(x, labels, self.spec.num_classes)
         out = mlp_apply(self.spec.discriminator, d_params, "D", x, compute_dtype=self.compute_dtype,
                         precision=self.precision)
         return out if self.compute_dtype is None else out.astype(jnp.float32)
@@ -148,28 +158,36 @@ class Nets:
 
     # ----- the two objectives: each differentiated with respect to its own network only -----
 
-    def d_objective(self, d_params: dict, g_params: dict, x_real, z, real_noise=None, fake_noise=None, mix=None):
+    def d_objective(self, d_params: dict, g_params: dict, x_real, z, real_noise=None, fake_noise=None, mix=None,
+                    real_labels=None, fake_labels=None):
         """D's loss (penalty included) as a function of D's parameters; G's samples are constants.
 
         real_noise / fake_noise: instance noise, already scaled (None: none); mix: WGAN-GP's weights.
+        real_labels / fake_labels (B,) ints: a conditional GAN's classes (G generates for fake_labels; D judges
+        each sample with its label); None for a plain GAN. The penalties ignore labels (refused by TrainConfig).
         Returns (loss, (real_out, fake_out, penalty)). Differentiate with respect to argument 0 only.
         """
-        x_fake = with_noise(jax.lax.stop_gradient(self.generate(g_params, z)), fake_noise)
+        x_fake = with_noise(jax.lax.stop_gradient(self.generate(g_params, z, fake_labels)), fake_noise)
         x_real = with_noise(x_real, real_noise)
-        real_out = self.discriminate(d_params, x_real)
-        fake_out = self.discriminate(d_params, x_fake)
+        real_out = self.discriminate(d_params, x_real, real_labels)
+        fake_out = self.discriminate(d_params, x_fake, fake_labels)
         penalty = self.penalty(d_params, x_real, x_fake, mix)
         return self.d_loss(real_out, fake_out) + penalty, (real_out, fake_out, penalty)
 
-    def g_objective(self, g_params: dict, d_params: dict, z, fake_noise=None):
+    def g_objective(self, g_params: dict, d_params: dict, z, fake_noise=None, labels=None):
         """G's loss as a function of G's parameters; the gradient flows through D (and through the noise,
-        a constant), whose parameters are not an argument of differentiation. Returns (loss, fake_out)."""
-        fake_out = self.discriminate(d_params, with_noise(self.generate(g_params, z), fake_noise))
+        a constant), whose parameters are not an argument of differentiation. A conditional G generates for
+        `labels` and D judges with them (constants: only D's data columns pass gradient back to G).
+        Returns (loss, fake_out)."""
+        x_fake = with_noise(self.generate(g_params, z, labels), fake_noise)
+        fake_out = self.discriminate(d_params, x_fake, labels)
         return self.g_loss(fake_out), fake_out
 
-    def d_value_and_grad(self, d_params, g_params, x_real, z, real_noise=None, fake_noise=None, mix=None):
+    def d_value_and_grad(self, d_params, g_params, x_real, z, real_noise=None, fake_noise=None, mix=None,
+                         real_labels=None, fake_labels=None):
         return jax.value_and_grad(self.d_objective, argnums=0, has_aux=True)(
-            d_params, g_params, x_real, z, real_noise, fake_noise, mix)
+            d_params, g_params, x_real, z, real_noise, fake_noise, mix, real_labels, fake_labels)
 
-    def g_value_and_grad(self, g_params, d_params, z, fake_noise=None):
-        return jax.value_and_grad(self.g_objective, argnums=0, has_aux=True)(g_params, d_params, z, fake_noise)
+    def g_value_and_grad(self, g_params, d_params, z, fake_noise=None, labels=None):
+        return jax.value_and_grad(self.g_objective, argnums=0, has_aux=True)(g_params, d_params, z, fake_noise,
+                                                                              labels)
