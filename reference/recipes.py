@@ -10,8 +10,12 @@ this data (PacGAN's Table 1 reports 6.3 of 8 modes on average for a plain GAN): 
     minimax / nonsaturating:  Adam(lr 1e-3, betas (0.5, 0.999)) for both networks, k = m = 1
     wasserstein:              RMSprop(lr 5e-5) for both, k = 5 critic steps per G step, clip c = 0.01
                               (the settings of Arjovsky et al. 2017, Algorithm 1)
-    wasserstein + wgan-gp:    Adam(lr 1e-4, betas (0, 0.9)) for both, k = 5, no clipping, lambda = 10
-                              (the settings of Gulrajani et al. 2017, Algorithm 1)
+    wasserstein + wgan-gp:    Adam(lr 1e-4) for both, k = 5, no clipping (Gulrajani et al. 2017); for the
+                              images betas (0, 0.9) and lambda = 10 (their Algorithm 1), for the toy data
+                              betas (0.5, 0.9) and lambda = 0.1 (their toy-data code). Measured on ring,
+                              5,000 rounds, torch, seed 0: the toy settings reach 8/8 modes and 47.7%
+                              high-quality samples; Algorithm 1's collapse to one blob (0/8, 0% even after
+                              20,000 rounds).
 
 Networks are ReLU MLPs; D outputs a logit (identity output). G's output is identity for the toy data,
 and tanh for images scaled to [-1, 1].
@@ -58,7 +62,7 @@ def default_config(dataset: str, data_size: int, loss: str = "nonsaturating", *,
         loss=loss,
     )
     if loss == "wasserstein" and penalty == "wgan-gp":
-        default_opt = optim.OptimizerSpec("adam", lr=1e-4, beta1=0.0, beta2=0.9)
+        default_opt = optim.OptimizerSpec("adam", lr=1e-4, beta1=0.0 if dataset in IMAGES else 0.5, beta2=0.9)
         default_d_steps, default_clip = 5, None
     elif loss == "wasserstein":
         default_opt = optim.OptimizerSpec("rmsprop", lr=5e-5)
@@ -74,7 +78,7 @@ def default_config(dataset: str, data_size: int, loss: str = "nonsaturating", *,
         d_steps=d_steps or default_d_steps,
         g_steps=g_steps or 1,
         clip_value=clip_value if clip_value is not None else default_clip,
-        penalty=None if penalty is None else PenaltySpec(penalty, PENALTY_WEIGHTS[penalty]),
+        penalty=None if penalty is None else PenaltySpec(penalty, penalty_weight(penalty, dataset)),
     )
 
 
@@ -83,6 +87,13 @@ def default_steps(dataset: str) -> int:
 
 
 # The weight of each gradient penalty when none is given: gamma = 1 for R1 and Roth et al.'s regulariser
-# (the Dirac GAN of experiments/failure_to_converge.py converges with it), lambda = 10 for WGAN-GP (the value
-# Gulrajani et al. 2017 use in all their experiments).
+# (the Dirac GAN of experiments/failure_to_converge.py converges with it); lambda = 10 for WGAN-GP on images
+# (Gulrajani et al. 2017, Algorithm 1) and 0.1 on the toy data (their toy-data code; see the docstring above).
 PENALTY_WEIGHTS = {"r1": 1.0, "roth": 1.0, "wgan-gp": 10.0}
+TOY_PENALTY_WEIGHTS = {**PENALTY_WEIGHTS, "wgan-gp": 0.1}
+IMAGES = ("digits", "mnist")
+
+
+def penalty_weight(kind: str, dataset: str) -> float:
+    """The default weight of a gradient penalty for a dataset."""
+    return (PENALTY_WEIGHTS if dataset in IMAGES else TOY_PENALTY_WEIGHTS)[kind]

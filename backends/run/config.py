@@ -73,7 +73,8 @@ OPTIONS = (
                           "0 turns it off (default 0.01 for wasserstein, 0 otherwise)"),
     Option("penalty", str, "gradient penalty on D: r1 (Mescheder et al.), roth (Roth et al.), wgan-gp (Gulrajani "
                            "et al.), or none (default)", ("none", *PENALTIES)),
-    Option("penalty_weight", float, "the penalty's weight (gamma / lambda; default 1 for r1 and roth, 10 for wgan-gp)"),
+    Option("penalty_weight", float, "the penalty's weight (gamma / lambda; default 1 for r1 and roth; for wgan-gp "
+                                    "10 on images, 0.1 on the toy data)"),
     Option("instance_noise", float, "sigma of the Gaussian noise added to every sample D sees (default 0: none)"),
     Option("instance_noise_anneal", int, "rounds over which the instance noise decays linearly to 0 "
                                          "(default 0: constant)"),
@@ -206,7 +207,7 @@ def resolve(given: dict) -> dict:
         if opts["penalty_weight"] is not None:
             raise ConfigError("--penalty-weight is set but there is no --penalty")
     elif opts["penalty_weight"] is None:
-        opts["penalty_weight"] = recipes.PENALTY_WEIGHTS[opts["penalty"]]
+        opts["penalty_weight"] = recipes.penalty_weight(opts["penalty"], opts["dataset"])
     if opts["conditional"]:
         from .datasets import NUM_CLASSES
         if opts["dataset"] not in NUM_CLASSES:
