@@ -60,7 +60,7 @@ SCRIPT = textwrap.dedent("""
     with jax.enable_x64(False):
         placed = two._put_batch(z_d, 2, strict=True)
         shard_shapes = sorted({tuple(s.data.shape) for s in placed.addressable_shards})
-        hlo = two._rounds_jit.lower(two._carry, two._data, two._put_batch(index, 2, dtype=np.int32),
+        hlo = two._rounds_jit.lower(two._carry, two._data, two._labels, two._put_batch(index, 2, dtype=np.int32),
                                     placed, two._put_batch(z_g, 2), jax.numpy.int32(4)).compile().as_text()
     report["carry_devices"] = sorted(carry_devices)
     report["shard_shapes"] = [list(s) for s in shard_shapes]
