@@ -13,7 +13,10 @@ What it does, in order (exit status 1 if any correctness step fails; timings nev
              CUDA code meets the tested Python body. float64 and float32.
 2. rounds    a few training rounds of each loss and optimizer against the float64 reference
              (float64 on the GPU must match to ~1e-9, float32 to float32's error).
-3. conformance   `python -m conformance --backend cupy` (the project's oracle), when it is installed.
+2b. options  the same with each gradient penalty (double backpropagation) and annealed instance noise, and
+             with a conditional GAN (label columns in strided buffers): the paths with their own kernels.
+3. conformance   `python -m conformance --backend cupy` (the project's oracle, including the penalty_grads,
+             remedies_rounds and conditional checks), when it is installed.
 4. timings   rounds per second of `train_rounds` at a few sizes, float32, for the cupy backend and, if it
              imports and sees the GPU, the torch backend; printed as a table.
 """
@@ -36,8 +39,10 @@ from backends.cupy import backend as cupy_backend  # noqa: E402
 from backends.cupy.backend import CupyBackend  # noqa: E402
 from backends.cupy.kernels import kernels_for  # noqa: E402
 from backends.interface import ReferenceBackend  # noqa: E402
+from backends.run import config, datasets  # noqa: E402
 from reference import losses, optim, recipes  # noqa: E402
-from reference.train import StepInputs  # noqa: E402
+from reference.penalty import PENALTIES, PenaltySpec  # noqa: E402
+from reference.train import StepInputs, draw_inputs  # noqa: E402
 
 SIZES = [  # (label, dataset for the recipe, data size, hidden sizes, batch)
     ("ring 64x64 b128", "ring", 2, (64, 64), 128),
@@ -129,6 +134,40 @@ def check_rounds(device: str, failures: list, rounds: int) -> None:
                   f"float32 {results['float32']:.1e}  {'ok' if ok else 'FAIL'}")
 
 
+def check_options(device: str, failures: list, rounds: int) -> None:
+    """Rounds with each gradient penalty and annealed instance noise, and a conditional GAN, vs the reference.
+    These paths have their own kernels (double backpropagation, noise, label columns in strided buffers)."""
+    data, labels = datasets.load_labelled("ring", train_size=2000)[:2]
+    variants = {f"penalty {kind}": dict(penalty=PenaltySpec(kind, 1.0), instance_noise=0.1,
+                                        instance_noise_anneal=rounds, loss="wasserstein" if kind == "wgan-gp"
+                                        else "nonsaturating") for kind in PENALTIES}
+    variants["conditional"] = dict(conditional=True, instance_noise=0.1)
+    for name, options in variants.items():
+        opts = config.resolve({"dataset": "ring", "hidden": [32, 32], "batch_size": 64, **{
+            k: v for k, v in {"loss": options.get("loss"), "conditional": options.get("conditional"),
+                              "instance_noise": options["instance_noise"],
+                              "instance_noise_anneal": options.get("instance_noise_anneal")}.items()
+            if v is not None}, **({"penalty": options["penalty"].kind} if "penalty" in options else {})})
+        train_config = config.train_config(opts, 2)
+        results = {}
+        for dtype, tol in [("float64", 1e-9), ("float32", 2e-3)]:
+            backend, ref = CupyBackend(train_config, dtype=dtype, device=device), ReferenceBackend(train_config)
+            backend.init(0)
+            ref.init(0)
+            rng = np.random.default_rng(1)
+            for _ in range(rounds):
+                inputs = draw_inputs(train_config, data, rng, labels if train_config.needs_labels else None)
+                backend.train_step(inputs)
+                ref.train_step(inputs)
+            ours, theirs = backend.export_params(), ref.export_params()
+            results[dtype] = max(_max_rel(ours[k], theirs[k]) for k in theirs)
+            if not results[dtype] <= tol:
+                failures.append(f"rounds with {name} {dtype}: max rel err {results[dtype]:.2e} > {tol:.0e}")
+        ok = results["float64"] <= 1e-9 and results["float32"] <= 2e-3
+        print(f"  rounds with {name:18s}: max rel err float64 {results['float64']:.1e}, "
+              f"float32 {results['float32']:.1e}  {'ok' if ok else 'FAIL'}")
+
+
 def run_conformance(profile: str, failures: list) -> None:
     try:
         import conformance  # noqa: F401
@@ -212,6 +251,8 @@ def main(argv=None) -> int:
     check_kernels(xp, failures)
     print("\n2. training rounds vs the float64 reference")
     check_rounds(device, failures, rounds=3 if args.quick else 10)
+    print("\n2b. rounds with gradient penalties, instance noise and a conditional GAN vs the reference")
+    check_options(device, failures, rounds=3 if args.quick else 10)
     if not args.skip_conformance:
         print("\n3. conformance oracle")
         run_conformance("dev" if args.quick else "ci", failures)
