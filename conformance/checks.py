@@ -66,12 +66,15 @@ def _metrics_outputs(metrics, prefix: str = "", scale: float = 1.0) -> dict:
 
 
 def _output_scale(case, inputs: list) -> float:
-    """1 + the largest |D output| on the rounds' real batches and fakes at the initial parameters (float64)."""
+    """1 + the largest |D output| on the rounds' real batches and fakes at the initial parameters (float64),
+    with their labels for a conditional GAN."""
     spec, params = case.config.spec, case.initial_state()[0]
     largest = 0.0
     for inp in inputs:
-        for real, z in zip(inp.real, inp.z_d, strict=True):
-            outs = [gan.discriminate(spec, params, real), gan.discriminate(spec, params, gan.generate(spec, params, z))]
+        for i, (real, z) in enumerate(zip(inp.real, inp.z_d, strict=True)):
+            yr, yf = (None, None) if inp.labels_real is None else (inp.labels_real[i], inp.labels_fake[i])
+            fake = gan.generate(spec, params, z, yf)
+            outs = [gan.discriminate(spec, params, real, yr), gan.discriminate(spec, params, fake, yf)]
             largest = max([largest] + [float(np.max(np.abs(o))) for o in outs])
     return 1.0 + largest
 
@@ -206,23 +209,26 @@ def penalty_grads_well_posed(case, dtype):
     return C.rounds_ok(case, dtype, [case.step_inputs()], updates=False)
 
 
-def run_remedies_rounds(make, case, dtype, peer):
-    inputs = [case.step_inputs(r) for r in range(case.rounds)]
-    scale = _output_scale(case, inputs)
-    b = _loaded(make, case)
+def _rounds_both_ways(make, case, inputs: list, scale: float, b=None) -> dict:
+    """The rounds by train_step (on `b`, or a freshly loaded backend), then the same rounds on a fresh backend by
+    set_data + train_rounds: the real batches (and their labels) become the data, indexed in order, and every
+    other array of StepInputs is stacked into train_rounds' extras. Everything is compared after each round."""
+    b = _loaded(make, case) if b is None else b
     out = {}
     for r, inp in enumerate(inputs):
         metrics = b.train_step(inp)
         out.update(_state_outputs(b, f"train_step round {r + 1}: "))
         out.update(_metrics_outputs(metrics, f"train_step round {r + 1}: ", scale))
-    # the same rounds through set_data + train_rounds: the real batches become the data, indexed in order
-    k, batch = case.config.d_steps, case.batch
     data = np.concatenate([inp.real.reshape(-1, inp.real.shape[-1]) for inp in inputs])
-    index = np.arange(len(data)).reshape(case.rounds, k, batch)
+    index = np.arange(len(data)).reshape(case.rounds, case.config.d_steps, case.batch)
     extras = {name: np.stack([getattr(inp, name) for inp in inputs])
-              for name in ("noise_real", "noise_fake", "noise_g", "mix") if getattr(inputs[0], name) is not None}
+              for name in ("noise_real", "noise_fake", "noise_g", "mix", "labels_fake", "labels_g")
+              if getattr(inputs[0], name) is not None}
     b = _loaded(make, case)
-    b.set_data(data)
+    if inputs[0].labels_real is None:
+        b.set_data(data)
+    else:
+        b.set_data(data, np.concatenate([inp.labels_real.reshape(-1) for inp in inputs]))
     metrics = b.train_rounds(index, np.stack([i.z_d for i in inputs]), np.stack([i.z_g for i in inputs]), **extras)
     if len(metrics) != case.rounds:
         raise Violation(f"train_rounds returned {len(metrics)} metrics for {case.rounds} rounds")
@@ -230,6 +236,11 @@ def run_remedies_rounds(make, case, dtype, peer):
     for r, m in enumerate(metrics):
         out.update(_metrics_outputs(m, f"train_rounds round {r + 1}: ", scale))
     return out
+
+
+def run_remedies_rounds(make, case, dtype, peer):
+    inputs = [case.step_inputs(r) for r in range(case.rounds)]
+    return _rounds_both_ways(make, case, inputs, _output_scale(case, inputs))
 
 
 def remedies_rounds_well_posed(case, dtype):
@@ -241,7 +252,7 @@ def remedies_rounds_well_posed(case, dtype):
 def run_conditional(make, case, dtype, peer):
     cfg, inputs = case.config, [case.step_inputs(r) for r in range(case.rounds)]
     inp, step = inputs[0], case.initial_state()[3]
-    scale = _output_scale_labelled(case, inputs)
+    scale = _output_scale(case, inputs)
     b = _loaded(make, case)
     d_opts, g_opts = C.step_options(cfg, inp, step, 0), C.step_options(cfg, inp, step, 0, g_step=True)
     out = {"generate(z, labels)": ("value", b.generate(inp.z_g[0], labels=inp.labels_g[0])),
@@ -255,37 +266,7 @@ def run_conditional(make, case, dtype, peer):
     out |= {"D loss": ("value", np.asarray(d_loss), scale), "G loss": ("value", np.asarray(g_loss), scale)}
     out |= {f"D grad {k}": ("gradient", v) for k, v in d_grads.items()}
     out |= {f"G grad {k}": ("gradient", v) for k, v in g_grads.items()}
-    for r, step_inputs in enumerate(inputs):
-        metrics = b.train_step(step_inputs)
-        out.update(_state_outputs(b, f"train_step round {r + 1}: "))
-        out.update(_metrics_outputs(metrics, f"train_step round {r + 1}: ", scale))
-    data = np.concatenate([i.real.reshape(-1, i.real.shape[-1]) for i in inputs])
-    labels = np.concatenate([i.labels_real.reshape(-1) for i in inputs])
-    index = np.arange(len(data)).reshape(case.rounds, cfg.d_steps, case.batch)
-    extras = {name: np.stack([getattr(i, name) for i in inputs])
-              for name in ("noise_real", "noise_fake", "noise_g", "labels_fake", "labels_g")
-              if getattr(inputs[0], name) is not None}
-    b = _loaded(make, case)
-    b.set_data(data, labels)
-    metrics = b.train_rounds(index, np.stack([i.z_d for i in inputs]), np.stack([i.z_g for i in inputs]), **extras)
-    if len(metrics) != case.rounds:
-        raise Violation(f"train_rounds returned {len(metrics)} metrics for {case.rounds} rounds")
-    out.update(_state_outputs(b, "train_rounds: "))
-    for r, m in enumerate(metrics):
-        out.update(_metrics_outputs(m, f"train_rounds round {r + 1}: ", scale))
-    return out
-
-
-def _output_scale_labelled(case, inputs) -> float:
-    """_output_scale for a conditional GAN: D's outputs on the labelled batches at the initial parameters."""
-    spec, params = case.config.spec, case.initial_state()[0]
-    largest = 0.0
-    for inp in inputs:
-        for real, z, yr, yf in zip(inp.real, inp.z_d, inp.labels_real, inp.labels_fake, strict=True):
-            fake = gan.generate(spec, params, z, yf)
-            outs = [gan.discriminate(spec, params, real, yr), gan.discriminate(spec, params, fake, yf)]
-            largest = max([largest] + [float(np.max(np.abs(o))) for o in outs])
-    return 1.0 + largest
+    return out | _rounds_both_ways(make, case, inputs, scale, b)
 
 
 def conditional_well_posed(case, dtype):
