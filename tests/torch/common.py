@@ -1,6 +1,13 @@
 """Shared set-up for the torch backend's tests: small configs, reference/torch pairs, comparisons."""
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
+import pytest
 
 from backends.interface import ReferenceBackend
 from backends.torch import TorchBackend
@@ -87,3 +94,49 @@ def metrics_close(m1: train.StepMetrics, m2: train.StepMetrics, tol: float):
             assert np.isnan(d2[key]), key
         else:
             np.testing.assert_allclose(d2[key], d1[key], rtol=tol, atol=tol, err_msg=key)
+
+
+# ----- DDP under torchrun (gloo, 2 processes) -----
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def torchrun(args: list[str], out: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run `python -m torch.distributed.run --nproc_per_node=2 ARGS` in `out`, clean of any outer DDP env."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(name, None)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *args]
+    result = subprocess.run(cmd, cwd=out, env=env, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, f"torchrun failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def save_rank_results(out: Path, names, make_config_for, run) -> None:
+    """The worker side: for each case name, run it on a DDP TorchBackend and save params and metrics per rank."""
+    backend = None
+    for name in names:
+        config = make_config_for(name)
+        backend = TorchBackend(config, device="cpu")
+        assert backend.world_size == 2, backend.world_size
+        metrics = run(backend, config)
+        np.savez(out / f"{name}.rank{backend.rank}.npz", **backend.export_params())
+        (out / f"{name}.rank{backend.rank}.json").write_text(json.dumps(metrics))
+    backend.close()
+
+
+def assert_ranks_match(results: Path, name: str, expected: dict, expected_metrics: list[dict]) -> None:
+    """Both ranks' parameters are bitwise equal and equal `expected` (one process) to 1e-10; so are the metrics."""
+    ranks = [np.load(results / f"{name}.rank{r}.npz") for r in (0, 1)]
+    for key, value in expected.items():
+        assert ranks[0][key].tobytes() == ranks[1][key].tobytes(), f"{name} {key}: ranks disagree"
+        np.testing.assert_allclose(ranks[0][key], value, rtol=1e-10, atol=1e-10, err_msg=f"{name} {key}")
+    for r in (0, 1):
+        metrics = json.loads((results / f"{name}.rank{r}.json").read_text())
+        assert len(metrics) == len(expected_metrics)
+        for got, want in zip(metrics, expected_metrics, strict=True):
+            for key, value in want.items():
+                if isinstance(value, float) and np.isnan(value):
+                    assert got[key] is None or np.isnan(got[key]), key
+                else:
+                    assert got[key] == pytest.approx(value, rel=1e-10, abs=1e-10), (name, key)

@@ -1,10 +1,6 @@
 """DistributedDataParallel on the CPU (gloo): 2 processes under torchrun match 1 process on the global batch."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,26 +8,14 @@ from safetensors.numpy import load_file
 
 from backends.torch import TorchBackend
 
-from .common import make_config
+from .common import ROOT, make_config, torchrun
 from .ddp_worker import CASES, run_case
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _torchrun(args: list[str], out: Path, timeout: int = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        env.pop(name, None)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *args]
-    result = subprocess.run(cmd, cwd=out, env=env, capture_output=True, text=True, timeout=timeout)
-    assert result.returncode == 0, f"torchrun failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
-    return result
 
 
 @pytest.fixture(scope="module")
 def ddp_results(tmp_path_factory):
     out = tmp_path_factory.mktemp("ddp")
-    _torchrun([str(ROOT / "tests" / "torch" / "ddp_worker.py"), str(out)], out)
+    torchrun([str(ROOT / "tests" / "torch" / "ddp_worker.py"), str(out)], out)
     return out
 
 
