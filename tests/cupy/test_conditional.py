@@ -2,19 +2,15 @@
 against the ReferenceBackend in float64 (and float32 within float32's error), round by round, and the CLI."""
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from backends.cli import main
 from backends.cupy.backend import CupyBackend
 from backends.interface import ALL_FEATURES, CONDITIONAL, ReferenceBackend
 from reference import gan, mlp, optim
 from reference.train import StepInputs, TrainConfig
-from tests.cupy.test_remedies import ROOT, _assert_dicts_close, _assert_metrics_close
+from tests.cupy.test_remedies import _assert_dicts_close, _assert_metrics_close, cli_against_reference
 
 CLASSES = 3
 
@@ -168,21 +164,6 @@ def test_float32_stays_within_float32_error_of_the_reference():
 
 
 def test_cli_train_conditional_matches_the_reference_cli(tmp_path):
-    args = ["train", "--conditional", "--steps", "5", "--no-progress", "--device", "cpu"]
-    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, "-m", "backends.cupy", *args, "--out", str(tmp_path / "cupy")], cwd=ROOT,
-                            env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
+    cli_against_reference(tmp_path, ["train", "--conditional", "--steps", "5", "--no-progress"])
     config = json.loads((tmp_path / "cupy" / "config.json").read_text())["train_config"]
     assert config["spec"]["num_classes"] >= 2
-    ref_args = [a for a in args if a not in ("--device", "cpu")]
-    assert main("reference", [*ref_args, "--out", str(tmp_path / "ref")]) == 0
-    ours, theirs = ([json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
-                    for name in ("cupy", "ref"))
-    assert len(ours) == len(theirs) >= 1 and ours[-1]["step"] == 5
-    for a, b in zip(ours, theirs, strict=True):
-        for key, value in b.items():
-            if value is None:
-                assert a[key] is None, key
-            else:
-                assert a[key] == pytest.approx(value, rel=1e-8, abs=1e-12), key

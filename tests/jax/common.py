@@ -1,7 +1,14 @@
 """Builders and comparisons shared by the JAX backend's tests."""
 
-import numpy as np
+import os
+import subprocess
+import sys
+from pathlib import Path
 
+import numpy as np
+import safetensors.numpy
+
+from backends.cli import main
 from backends.interface import ReferenceBackend
 from backends.jax import JaxBackend
 from reference import gan, mlp, optim, train
@@ -72,3 +79,20 @@ def assert_metrics_close(actual: train.StepMetrics, expected: train.StepMetrics,
             assert np.isnan(a[key]), f"{key}: {a[key]} should be NaN"
         else:
             assert abs(a[key] - e[key]) <= rtol * max(1.0, abs(e[key])), f"{key}: {a[key]} vs {e[key]}"
+
+
+def cli_against_reference(tmp_path, cli: list[str]) -> dict:
+    """Run `python -m backends.jax CLI` and the reference CLI on the same arguments; assert their last checkpoints
+    (parameters and optimizer states) agree to 1e-10 and return the reference's checkpoint arrays."""
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "backends.jax", *cli, "--out", str(tmp_path / "jax")], cwd=root,
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert main("reference", [*cli, "--out", str(tmp_path / "ref")]) == 0
+    ref, jx = (safetensors.numpy.load_file(str(tmp_path / run / "checkpoints" / "step_000005.safetensors"))
+               for run in ("ref", "jax"))
+    assert set(ref) == set(jx)
+    for name in ref:
+        assert np.abs(jx[name] - ref[name]).max() <= 1e-10 * max(1.0, float(np.abs(ref[name]).max())), name
+    return ref

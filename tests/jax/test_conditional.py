@@ -10,14 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import safetensors.numpy
 
-from backends.cli import main
 from backends.interface import ALL_FEATURES, CONDITIONAL, ReferenceBackend
 from backends.jax import JaxBackend
 from backends.run.trainer import draw_chunk
 from reference import gan, mlp, optim, train
-from tests.jax.common import assert_dicts_close, assert_metrics_close
+from tests.jax.common import assert_dicts_close, assert_metrics_close, cli_against_reference
 
 ROOT = Path(__file__).resolve().parents[2]
 ADAM = optim.OptimizerSpec("adam", lr=1e-2, beta1=0.5, beta2=0.999)
@@ -113,16 +111,8 @@ CLI = ["train", "--conditional", "--steps", "5", "--hidden", "8", "8", "--batch-
 
 def test_cli_conditional_run_matches_reference(tmp_path):
     """`python -m backends.jax train --conditional --steps 5` ends with the reference CLI's parameters."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-m", "backends.jax", *CLI, "--out", str(tmp_path / "jax")], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert main("reference", [*CLI, "--out", str(tmp_path / "ref")]) == 0
-    ref, jx = (safetensors.numpy.load_file(str(tmp_path / run / "checkpoints" / "step_000005.safetensors"))
-               for run in ("ref", "jax"))
-    assert set(ref) == set(jx) and ref["params/D.0.weight"].shape == (2 + 8, 8)  # ring: D reads 8 one-hot inputs
-    for name in ref:
-        assert np.abs(jx[name] - ref[name]).max() <= 1e-10 * max(1.0, float(np.abs(ref[name]).max())), name
+    ref = cli_against_reference(tmp_path, CLI)
+    assert ref["params/D.0.weight"].shape == (2 + 8, 8)  # ring: D reads 8 one-hot inputs
 
 
 MESH_SCRIPT = """
