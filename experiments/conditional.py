@@ -25,7 +25,7 @@ if not __package__:  # run as `python experiments/<name>.py`: import it as a pac
 
 import numpy as np
 
-from reference import data, gan, mlp, optim, recipes, train
+from reference import data, gan, metrics, mlp, optim, recipes, train
 
 from .common import parser, pyplot, report, save_figure, single_thread
 
@@ -43,13 +43,6 @@ def conditional_config(dataset: str) -> train.TrainConfig:
                              batch_size=plain.batch_size)
 
 
-def on_modes(samples: np.ndarray, modes: np.ndarray, sigma: float) -> np.ndarray:
-    """The index of the mode each sample lies within 3 sigma of, or -1 (n,)."""
-    dist = np.linalg.norm(samples[:, None, :] - modes[None, :, :], axis=2)  # (n, K)
-    nearest = dist.argmin(axis=1)  # (n,)
-    return np.where(dist[np.arange(len(samples)), nearest] < 3 * sigma, nearest, -1)
-
-
 def run_dataset(dataset: str, steps: int, seed: int = 0) -> dict:
     ds = data.get_dataset(dataset)
     k = len(ds.modes)
@@ -62,14 +55,14 @@ def run_dataset(dataset: str, steps: int, seed: int = 0) -> dict:
     requested, any_mode, distance, samples = [], [], [], []
     for c in range(k):
         s = gan.generate(cond_config.spec, cond.params, z, np.full(PER_CLASS, c))  # (PER_CLASS, 2)
-        hit = on_modes(s, ds.modes, ds.sigma)
+        hit = metrics.nearest_mode(s, ds.modes, ds.sigma)
         requested.append(float(np.mean(hit == c)))
         any_mode.append(float(np.mean(hit >= 0)))
         distance.append(float(np.median(np.linalg.norm(s - ds.modes[c], axis=1))))
         samples.append(s)
     plain_samples = gan.generate(plain_config.spec, plain.params, np.random.default_rng([seed, 4]).standard_normal(
         (PER_CLASS * k, plain_config.spec.z_size)))
-    plain_hit = on_modes(plain_samples, ds.modes, ds.sigma)
+    plain_hit = metrics.nearest_mode(plain_samples, ds.modes, ds.sigma)
     plain_share = [float(np.mean(plain_hit == c)) for c in range(k)]
     return {"dataset": dataset, "steps": steps, "classes": k, "requested": requested, "any_mode": any_mode,
             "distance": distance, "sigma": ds.sigma, "plain_share": plain_share, "samples": samples, "modes": ds.modes}

@@ -30,6 +30,15 @@ class ModeMetrics:
                 f"{100 * self.high_quality:.1f}%, reverse KL {self.reverse_kl:.3f}")
 
 
+def nearest_mode(samples: np.ndarray, modes: np.ndarray, sigma: float) -> np.ndarray:
+    """(N,) the index of each sample's nearest mode when it lies within 3 sigma of it (a high-quality sample),
+    else -1. samples (N, d), modes (K, d)."""
+    distances = np.linalg.norm(samples[:, None, :] - modes[None, :, :], axis=2)  # (N, K)
+    nearest = distances.argmin(axis=1)  # (N,)
+    high_quality = distances[np.arange(len(samples)), nearest] <= 3 * sigma  # (N,)
+    return np.where(high_quality, nearest, -1)
+
+
 def mode_metrics(samples: np.ndarray, modes: np.ndarray, sigma: float) -> ModeMetrics:
     """samples (N, d), modes (K, d): the PacGAN mode metrics of the samples."""
     samples, modes = np.asarray(samples, dtype=np.float64), np.asarray(modes, dtype=np.float64)
@@ -39,10 +48,9 @@ def mode_metrics(samples: np.ndarray, modes: np.ndarray, sigma: float) -> ModeMe
         raise ValueError(f"samples must have shape (N > 0, {modes.shape[1]}), got {samples.shape}")
     if not np.all(np.isfinite(samples)):
         raise ValueError("samples contain NaN or Inf")
-    distances = np.linalg.norm(samples[:, None, :] - modes[None, :, :], axis=2)  # (N, K)
-    nearest = distances.argmin(axis=1)  # (N,)
-    high_quality = distances[np.arange(len(samples)), nearest] <= 3 * sigma  # (N,)
-    counts = np.bincount(nearest[high_quality], minlength=len(modes))  # (K,) high-quality samples per mode
+    mode = nearest_mode(samples, modes, sigma)  # (N,)
+    high_quality = mode >= 0  # (N,)
+    counts = np.bincount(mode[high_quality], minlength=len(modes))  # (K,) high-quality samples per mode
     k = len(modes)
     if counts.sum() == 0:
         reverse_kl = float("nan")  # no high-quality sample: the histogram is undefined

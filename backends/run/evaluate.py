@@ -82,8 +82,7 @@ def compare(samples: np.ndarray, data: np.ndarray, info: DataInfo, seed: int, la
     if toy is not None and toy.modes is not None:
         out["mode_metrics"] = metrics.mode_metrics(samples, toy.modes, toy.sigma).to_dict()
         if labels is not None:
-            distance = np.linalg.norm(samples - toy.modes[labels], axis=1)  # (n,) to the requested mode
-            out["on_requested_mode"] = float(np.mean(distance < 3 * toy.sigma))
+            out["on_requested_mode"] = float(np.mean(metrics.nearest_mode(samples, toy.modes, toy.sigma) == labels))
     return out
 
 

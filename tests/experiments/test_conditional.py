@@ -3,13 +3,13 @@
 import numpy as np
 
 from experiments import conditional
-from reference import data
+from reference import data, metrics
 
 
-def test_on_modes_classifies_by_the_nearest_mode_within_three_sigma():
+def test_nearest_mode_classifies_by_the_nearest_mode_within_three_sigma():
     ds = data.get_dataset("ring")
     points = np.array([ds.modes[3], ds.modes[5] + [0.029, 0.0], ds.modes[0] + [0.031, 0.0], [0.0, 0.0]])
-    np.testing.assert_array_equal(conditional.on_modes(points, ds.modes, ds.sigma), [3, 5, -1, -1])
+    np.testing.assert_array_equal(metrics.nearest_mode(points, ds.modes, ds.sigma), [3, 5, -1, -1])
 
 
 def test_a_conditional_gan_generates_the_requested_class():
