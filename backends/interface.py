@@ -155,6 +155,19 @@ class Backend(abc.ABC):
         self._data = np.asarray(data)
         self._labels = self.check_data_labels(labels, len(self._data))
 
+    def check_labels(self, labels, rows: int, what: str):
+        """Labels handed to a method: (rows,) ints in [0, num_classes) for a conditional GAN, which needs them; an
+        unconditional GAN refuses them. Returns the labels, or None for an unconditional GAN."""
+        classes = self.config.spec.num_classes
+        if classes == 0:
+            if labels is not None:
+                raise ValueError(f"{what}: labels were given to an unconditional GAN (num_classes = 0)")
+            return None
+        if labels is None:
+            raise ValueError(f"{what}: a conditional GAN (num_classes = {classes}) needs class labels")
+        gan.check_labels(labels, rows, classes, what)
+        return labels
+
     def check_data_labels(self, labels, rows: int):
         """labels for set_data: required (N,) ints in range for a conditional config, refused otherwise."""
         if not self.config.needs_labels:

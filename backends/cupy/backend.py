@@ -36,7 +36,7 @@ from collections import OrderedDict
 import numpy as np
 
 from backends.interface import ALL_FEATURES, CONDITIONAL, Backend
-from reference import gan, optim
+from reference import optim
 from reference.mlp import MLPSpec, check_input
 from reference.train import StepInputs, StepMetrics, TrainConfig
 
@@ -603,16 +603,9 @@ class CupyBackend(Backend):
         return self.xp.asarray(x, dtype=self.np_dtype)
 
     def _device_labels(self, labels, rows: int, what: str):
-        """A conditional GAN's labels checked ((rows,) ints in range) and uploaded as int64; None otherwise."""
-        if not self.config.spec.num_classes:
-            if labels is not None:
-                raise ValueError(f"{what}: labels were given to an unconditional GAN (num_classes = 0)")
-            return None
-        if labels is None:
-            raise ValueError(f"{what}: a conditional GAN (num_classes = {self.config.spec.num_classes}) needs class "
-                             f"labels")
-        gan.check_labels(labels, rows, self.config.spec.num_classes, what)
-        return self.xp.asarray(labels, dtype=np.int64)
+        """A conditional GAN's labels (checked by Backend.check_labels) uploaded as int64; None otherwise."""
+        labels = self.check_labels(labels, rows, what)
+        return None if labels is None else self.xp.asarray(labels, dtype=np.int64)
 
     def _with_labels(self, x, labels):
         """[x, onehot(labels)] on the device, (..., n) and (...) ints -> (..., n + num_classes); x if labels is None.

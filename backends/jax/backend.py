@@ -52,7 +52,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from backends.interface import ALL_FEATURES, CONDITIONAL, Backend
-from reference import gan, mlp
+from reference import mlp
 from reference.train import StepInputs, StepMetrics, TrainConfig
 
 from . import optimizers
@@ -325,16 +325,9 @@ class JaxBackend(Backend):
     # ----- forward passes, losses and gradients (nothing changes) -----
 
     def _query_labels(self, labels, batch: int, what: str):
-        """A query's class labels (B,) on the mesh as int32: required for a conditional GAN, refused otherwise."""
-        classes = self.config.spec.num_classes
-        if classes == 0:
-            if labels is not None:
-                raise ValueError(f"{what}: labels were given to an unconditional GAN (num_classes = 0)")
-            return None
-        if labels is None:
-            raise ValueError(f"{what}: a conditional GAN (num_classes = {classes}) needs class labels")
-        gan.check_labels(labels, batch, classes, what)
-        return self._put_batch(labels, 0, dtype=np.int32)
+        """A query's class labels (B,) on the mesh as int32 (checked by Backend.check_labels); None if unconditional."""
+        labels = self.check_labels(labels, batch, what)
+        return None if labels is None else self._put_batch(labels, 0, dtype=np.int32)
 
     @_scoped
     def generate(self, z, labels=None):

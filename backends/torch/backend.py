@@ -37,7 +37,7 @@ import contextlib
 import numpy as np
 import torch
 
-from reference import gan, mlp
+from reference import mlp
 from reference.train import StepInputs, StepMetrics, TrainConfig
 
 from ..interface import ALL_FEATURES, CONDITIONAL, Backend
@@ -179,17 +179,10 @@ class TorchBackend(Backend):
         return t.detach().to(device="cpu", dtype=self._dtype, copy=True).numpy()
 
     def _one_hot(self, labels, batch: int, what: str) -> torch.Tensor | None:
-        """Labels (batch,) ints as one-hot rows (batch, K) of the backend's dtype on its device, checked as the
-        reference checks them (gan.with_labels); None for an unconditional GAN (which refuses labels)."""
-        k = self.config.spec.num_classes
-        if k == 0:
-            if labels is not None:
-                raise ValueError(f"{what}: labels were given to an unconditional GAN (num_classes = 0)")
-            return None
-        if labels is None:
-            raise ValueError(f"{what}: a conditional GAN (num_classes = {k}) needs class labels")
-        gan.check_labels(labels, batch, k, what)
-        return self._eye[torch.as_tensor(labels, device=self._device, dtype=torch.int64)]
+        """Labels (batch,) ints as one-hot rows (batch, K) of the backend's dtype on its device, checked by
+        Backend.check_labels; None for an unconditional GAN (which refuses labels)."""
+        labels = self.check_labels(labels, batch, what)
+        return None if labels is None else self._eye[torch.as_tensor(labels, device=self._device, dtype=torch.int64)]
 
     def close(self) -> None:
         """Leave the process group if this backend joined it (under torchrun); a no-op otherwise."""
