@@ -111,15 +111,16 @@ def _squared_norms(g):
     return np.sum(g * g, axis=1, keepdims=True)  # ||g_n||^2, (B, 1)
 
 
-def _weighted_norm_penalty(spec, params, x, weight_fn):
-    """(1/2) mean_n c_n ||g_n||^2 with c_n = weight_fn(y)[0] depending on D's output y, and its gradients."""
-    g, y, cache = input_gradient(spec, params, "D", x)  # g: (B, n), y: (B, 1)
+def _weighted_norm_penalty(d_spec: mlp.MLPSpec, params, x, weight_fn):
+    """(1/2) mean_n c_n ||g_n||^2 with (c_n, dc_n/dy_n) = weight_fn(y) depending on D's output y, and its
+    gradients with respect to D's parameters."""
+    g, y, cache = input_gradient(d_spec, params, "D", x)  # g: (B, n), y: (B, 1)
     c, dc_dy = weight_fn(y)  # (B, 1) each
     sq = _squared_norms(g)  # (B, 1)
     b = len(x)
     value = 0.5 * float(np.mean(c * sq))
     # d/dg_n of (1/2B) c_n ||g_n||^2 = c_n g_n / B;  d/dy_n = ||g_n||^2 dc_n/dy_n / (2B)
-    _, grads = input_gradient_backward(spec, params, "D", cache, c * g / b, sq * dc_dy / (2 * b))
+    _, grads = input_gradient_backward(d_spec, params, "D", cache, c * g / b, sq * dc_dy / (2 * b))
     return value, grads
 
 
